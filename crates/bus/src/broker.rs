@@ -1,0 +1,114 @@
+//! Connecting to RabbitMQ, with backoff between attempts.
+
+use crate::topology::Names;
+use lapin::{Connection, ConnectionProperties};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Whether the service currently holds a working broker connection; read by
+/// the readiness probe.
+#[derive(Clone, Debug, Default)]
+pub struct BrokerStatus(Arc<AtomicBool>);
+
+impl BrokerStatus {
+    pub fn set(&self, connected: bool) {
+        self.0.store(connected, Ordering::Relaxed);
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Where the broker is and how names are spelled there.
+#[derive(Clone, Debug)]
+pub struct Broker {
+    url: String,
+    pub names: Names,
+    pub status: BrokerStatus,
+    connection_name: String,
+}
+
+impl Broker {
+    pub fn new(url: impl Into<String>, names: Names, connection_name: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            names,
+            status: BrokerStatus::default(),
+            connection_name: connection_name.into(),
+        }
+    }
+
+    /// The broker URL without credentials, for logs.
+    pub fn redacted_url(&self) -> String {
+        redact_url(&self.url)
+    }
+
+    pub async fn connect(&self) -> lapin::Result<Connection> {
+        let properties = ConnectionProperties::default()
+            .with_executor(tokio_executor_trait::Tokio::current())
+            .with_reactor(tokio_reactor_trait::Tokio)
+            .with_connection_name(self.connection_name.clone().into());
+        Connection::connect(&self.url, properties).await
+    }
+}
+
+/// Exponential backoff from 100 ms to 5 s.
+#[derive(Debug)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            next: Self::FIRST,
+        }
+    }
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(5);
+
+    pub fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        delay
+    }
+
+    pub fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
+/// URL without credentials, for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://***@{}", &url[..scheme_end], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_a_cap() {
+        let mut backoff = Backoff::default();
+        let delays: Vec<_> = (0..8).map(|_| backoff.next_delay().as_millis()).collect();
+        assert_eq!(delays, vec![100, 200, 400, 800, 1600, 3200, 5000, 5000]);
+        backoff.reset();
+        assert_eq!(backoff.next_delay().as_millis(), 100);
+    }
+
+    #[test]
+    fn redacts_credentials() {
+        assert_eq!(redact_url("amqp://guest:pw@host:5672/%2f"), "amqp://***@host:5672/%2f");
+        assert_eq!(redact_url("amqp://host"), "amqp://host");
+    }
+}

@@ -1,0 +1,318 @@
+//! The consumer runtime. A consumer is a [`Handler`] plus a [`ConsumerSpec`]
+//! (queue, bindings, prefetch, retry delays). Each delivery is acked only
+//! after its handler finished; a failure is re-published to the next delay
+//! queue (after its TTL it returns to the queue), and after the last attempt,
+//! or at once for a permanent failure, to `<queue>.dead` with the error in
+//! its headers. The original is acked only once that publish is confirmed:
+//! nothing is dropped silently.
+
+use crate::broker::{Backoff, Broker};
+use crate::headers::{self, StringHeaders};
+use crate::publisher::{OutgoingMessage, Publisher};
+use crate::topology;
+use domain::messages::Envelope;
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use platform::Shutdown;
+use serde::de::DeserializeOwned;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+/// A message as a handler sees it.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub message_id: String,
+    pub message_type: String,
+    pub body: Vec<u8>,
+    /// 1 for the first delivery.
+    pub attempt: u32,
+}
+
+impl Incoming {
+    /// Parses the envelope; a body that does not parse is a permanent failure.
+    pub fn envelope<T: DeserializeOwned>(&self) -> Result<Envelope<T>, HandlerError> {
+        serde_json::from_slice(&self.body)
+            .map_err(|err| HandlerError::Permanent(format!("malformed message: {err}")))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandlerError {
+    /// Worth another try later (a dependency was down, a timeout).
+    #[error("{0}")]
+    Transient(String),
+    /// Will never succeed (malformed, unknown version): straight to `.dead`.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, message: Incoming) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsumerSpec {
+    /// Logical queue name (prefixed on the broker by `Names`).
+    pub queue: String,
+    /// `(logical exchange, routing key)` pairs the queue is bound to.
+    pub bindings: Vec<(String, String)>,
+    pub prefetch: u16,
+    /// Delay before each retry; attempts = delays + 1.
+    pub retry_delays: Vec<Duration>,
+}
+
+impl ConsumerSpec {
+    pub fn new(queue: impl Into<String>) -> Self {
+        Self {
+            queue: queue.into(),
+            bindings: Vec::new(),
+            prefetch: 16,
+            retry_delays: vec![
+                Duration::from_secs(1),
+                Duration::from_secs(10),
+                Duration::from_secs(60),
+                Duration::from_secs(300),
+            ],
+        }
+    }
+
+    pub fn bind(mut self, exchange: &str, routing_key: &str) -> Self {
+        self.bindings
+            .push((exchange.to_string(), routing_key.to_string()));
+        self
+    }
+
+    pub fn prefetch(mut self, prefetch: u16) -> Self {
+        self.prefetch = prefetch.max(1);
+        self
+    }
+
+    pub fn retry_delays(mut self, delays: Vec<Duration>) -> Self {
+        self.retry_delays = delays;
+        self
+    }
+
+    pub fn max_attempts(&self) -> u32 {
+        self.retry_delays.len() as u32 + 1
+    }
+
+    fn delays_ms(&self) -> Vec<u64> {
+        self.retry_delays
+            .iter()
+            .map(|d| d.as_millis().max(1) as u64)
+            .collect()
+    }
+}
+
+/// Consumes `spec.queue` with `handler` until `shutdown`, then lets in-flight
+/// deliveries finish (and be acked) before returning.
+pub async fn run<H: Handler>(broker: Broker, spec: ConsumerSpec, handler: Arc<H>, shutdown: Shutdown) {
+    let mut backoff = Backoff::default();
+    while !shutdown.is_triggered() {
+        match consume_while_connected(&broker, &spec, &handler, &shutdown, &mut backoff).await {
+            Ok(()) => break,
+            Err(err) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(queue = %spec.queue, error = %err, retry_in_ms = delay.as_millis() as u64, "consumer interrupted");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.wait() => break,
+                }
+            }
+        }
+    }
+}
+
+async fn consume_while_connected<H: Handler>(
+    broker: &Broker,
+    spec: &ConsumerSpec,
+    handler: &Arc<H>,
+    shutdown: &Shutdown,
+    backoff: &mut Backoff,
+) -> lapin::Result<()> {
+    let names = &broker.names;
+    let connection = broker.connect().await?;
+    let channel = connection.create_channel().await?;
+    let publisher = Publisher::open(&connection).await?;
+    topology::declare_publishing(&channel, names).await?;
+    let queue = names.physical(&spec.queue);
+    channel
+        .queue_declare(
+            &queue,
+            lapin::options::QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    for (exchange, key) in &spec.bindings {
+        topology::declare_bound_queue(&channel, names, &spec.queue, exchange, key).await?;
+    }
+    topology::declare_retry_and_dead(&channel, names, &spec.queue, &spec.delays_ms()).await?;
+    channel
+        .basic_qos(spec.prefetch, BasicQosOptions::default())
+        .await?;
+    let tag = format!("{}-{}", spec.queue, uuid::Uuid::new_v4());
+    let mut deliveries = channel
+        .basic_consume(&queue, &tag, BasicConsumeOptions::default(), FieldTable::default())
+        .await?;
+    backoff.reset();
+    tracing::info!(queue = %queue, "consumer started");
+
+    let context = Arc::new(DeliveryContext {
+        publisher,
+        names: names.clone(),
+        spec: spec.clone(),
+    });
+    let mut in_flight = JoinSet::new();
+    let outcome = loop {
+        tokio::select! {
+            _ = shutdown.wait() => {
+                let _ = channel.basic_cancel(&tag, BasicCancelOptions::default()).await;
+                break Ok(());
+            }
+            next = deliveries.next() => match next {
+                Some(Ok(delivery)) => {
+                    let handler = handler.clone();
+                    let context = context.clone();
+                    in_flight.spawn(async move { context.process(delivery, handler.as_ref()).await });
+                }
+                Some(Err(err)) => break Err(err),
+                None => break Err(lapin::Error::InvalidChannelState(channel.status().state())),
+            },
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+        }
+    };
+    // Finish what was started: its ack (or requeue) still needs this channel.
+    while in_flight.join_next().await.is_some() {}
+    if outcome.is_ok() {
+        let _ = channel.close(200, "shutting down").await;
+        let _ = connection.close(200, "shutting down").await;
+    }
+    outcome
+}
+
+struct DeliveryContext {
+    publisher: Publisher,
+    names: topology::Names,
+    spec: ConsumerSpec,
+}
+
+impl DeliveryContext {
+    async fn process<H: Handler>(&self, delivery: Delivery, handler: &H) {
+        let properties = &delivery.properties;
+        let table = properties.headers().as_ref();
+        let incoming = Incoming {
+            message_id: properties
+                .message_id()
+                .as_ref()
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
+            message_type: properties
+                .kind()
+                .as_ref()
+                .map(|kind| kind.to_string())
+                .unwrap_or_default(),
+            body: delivery.data.clone(),
+            attempt: headers::attempt(table),
+        };
+        let span = tracing::info_span!(
+            "amqp.consume",
+            otel.kind = "consumer",
+            messaging.destination = %self.spec.queue,
+            messaging.message_id = %incoming.message_id,
+            message_type = %incoming.message_type,
+            attempt = incoming.attempt,
+        );
+        platform::telemetry::set_parent_from(&span, &StringHeaders::from_table(table));
+        let attempt = incoming.attempt;
+        let result = if incoming.message_id.is_empty() {
+            Err(HandlerError::Permanent("message has no message_id".into()))
+        } else {
+            handler.handle(incoming).instrument(span.clone()).await
+        };
+        let settled = match result {
+            Ok(()) => Ok(()),
+            Err(HandlerError::Transient(reason)) if attempt < self.spec.max_attempts() => {
+                span.in_scope(|| tracing::warn!(reason = %reason, "handler failed; will retry"));
+                let delay = self.spec.delays_ms()[(attempt - 1) as usize];
+                let target = self.names.retry_queue(&self.spec.queue, delay);
+                self.republish(&delivery, &target, attempt + 1, None).await
+            }
+            Err(err) => {
+                span.in_scope(|| tracing::error!(reason = %err, "message dead-lettered"));
+                let target = self.names.dead_queue(&self.spec.queue);
+                self.republish(&delivery, &target, attempt, Some(&err.to_string()))
+                    .await
+            }
+        };
+        let acked = match settled {
+            Ok(()) => delivery.ack(BasicAckOptions::default()).await,
+            Err(err) => {
+                span.in_scope(|| tracing::warn!(error = %err, "could not park the message; requeueing"));
+                delivery
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..BasicNackOptions::default()
+                    })
+                    .await
+            }
+        };
+        if let Err(err) = acked {
+            span.in_scope(|| tracing::warn!(error = %err, "ack failed; the broker will redeliver"));
+        }
+    }
+
+    /// Copies the delivery to `queue` (through the default exchange), with
+    /// its attempt count and, for a dead letter, the reason.
+    async fn republish(
+        &self,
+        delivery: &Delivery,
+        queue: &str,
+        attempt: u32,
+        error: Option<&str>,
+    ) -> Result<(), crate::publisher::PublishError> {
+        let mut table = delivery.properties.headers().clone().unwrap_or_default();
+        table.insert(headers::ATTEMPT.into(), AMQPValue::LongLongInt(i64::from(attempt)));
+        if let Some(error) = error {
+            let reason: String = error.chars().take(2000).collect();
+            table.insert(headers::ERROR.into(), AMQPValue::LongString(LongString::from(reason)));
+            table.insert(
+                headers::ORIGINAL_QUEUE.into(),
+                AMQPValue::LongString(LongString::from(self.names.physical(&self.spec.queue))),
+            );
+            table.insert(
+                headers::FAILED_AT.into(),
+                AMQPValue::LongString(LongString::from(chrono::Utc::now().to_rfc3339())),
+            );
+        }
+        let properties = &delivery.properties;
+        self.publisher
+            .publish(&OutgoingMessage {
+                exchange: String::new(),
+                routing_key: queue.to_string(),
+                message_id: properties
+                    .message_id()
+                    .as_ref()
+                    .map(|id| id.to_string())
+                    .unwrap_or_default(),
+                message_type: properties
+                    .kind()
+                    .as_ref()
+                    .map(|kind| kind.to_string())
+                    .unwrap_or_default(),
+                payload: delivery.data.clone(),
+                headers: table,
+                mandatory: true,
+            })
+            .await
+    }
+}

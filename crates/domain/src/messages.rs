@@ -1,0 +1,166 @@
+//! Versioned contracts of what crosses RabbitMQ. The envelope is the same for
+//! events (exchange `events`, routing key = type) and jobs (exchange `jobs`,
+//! routing key = queue).
+
+use crate::role::Role;
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+/// Where a message is published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Topic exchange `events`, routing key = the message type.
+    Event,
+    /// Direct exchange `jobs`, routing key = the queue name.
+    Job { queue: &'static str },
+}
+
+/// A message type with a stable name and version.
+pub trait Contract: Serialize + DeserializeOwned + Send + Sync + 'static {
+    const TYPE: &'static str;
+    const VERSION: u32;
+    const ROUTE: Route;
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    pub id: Uuid,
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub version: u32,
+    pub occurred_at: DateTime<Utc>,
+    pub data: T,
+}
+
+impl<T: Contract> Envelope<T> {
+    pub fn new(data: T) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            type_: T::TYPE.to_string(),
+            version: T::VERSION,
+            occurred_at: Utc::now(),
+            data,
+        }
+    }
+}
+
+/// How a user came to exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserKind {
+    Registered,
+    Visitor,
+    Admin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRegistered {
+    pub user_id: Uuid,
+    pub email: Option<String>,
+    pub display_name: String,
+    pub roles: Vec<Role>,
+    pub kind: UserKind,
+}
+
+impl Contract for UserRegistered {
+    const TYPE: &'static str = "user.registered";
+    const VERSION: u32 = 1;
+    const ROUTE: Route = Route::Event;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserEmailVerified {
+    pub user_id: Uuid,
+    pub email: String,
+}
+
+impl Contract for UserEmailVerified {
+    const TYPE: &'static str = "user.email_verified";
+    const VERSION: u32 = 1;
+    const ROUTE: Route = Route::Event;
+}
+
+/// Account events carry the account's `revision`, which grows with every
+/// change, so a consumer can ignore one that arrives after a newer one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountRolesChanged {
+    pub user_id: Uuid,
+    pub roles: Vec<Role>,
+    pub revision: i64,
+}
+
+impl Contract for AccountRolesChanged {
+    const TYPE: &'static str = "account.roles_changed";
+    const VERSION: u32 = 1;
+    const ROUTE: Route = Route::Event;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountDisabled {
+    pub user_id: Uuid,
+    pub revision: i64,
+}
+
+impl Contract for AccountDisabled {
+    const TYPE: &'static str = "account.disabled";
+    const VERSION: u32 = 1;
+    const ROUTE: Route = Route::Event;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountEnabled {
+    pub user_id: Uuid,
+    pub revision: i64,
+}
+
+impl Contract for AccountEnabled {
+    const TYPE: &'static str = "account.enabled";
+    const VERSION: u32 = 1;
+    const ROUTE: Route = Route::Event;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmailTemplate {
+    VerifyEmail,
+    PasswordReset,
+    Welcome,
+    ChatWaiting,
+    ChatTranscript,
+}
+
+/// A job for the worker's `email` queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailJob {
+    pub to: String,
+    pub template: EmailTemplate,
+    pub vars: BTreeMap<String, String>,
+    pub idempotency_key: String,
+}
+
+impl Contract for EmailJob {
+    const TYPE: &'static str = "email";
+    const VERSION: u32 = 1;
+    const ROUTE: Route = Route::Job { queue: "email" };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_shape_is_the_contract() {
+        let envelope = Envelope::new(AccountDisabled {
+            user_id: Uuid::nil(),
+            revision: 3,
+        });
+        let json = serde_json::to_value(&envelope).unwrap();
+        assert_eq!(json["type"], "account.disabled");
+        assert_eq!(json["version"], 1);
+        assert_eq!(json["data"]["revision"], 3);
+        assert!(json["occurred_at"].as_str().unwrap().ends_with('Z'));
+    }
+}

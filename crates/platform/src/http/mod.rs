@@ -1,0 +1,16 @@
+//! The actix scaffolding every service mounts.
+
+pub mod extract;
+pub mod health;
+pub mod metrics;
+pub mod middleware;
+pub mod problem;
+
+use actix_web::web;
+
+/// Extractor settings that turn malformed paths and queries into problem+json.
+pub fn configure_extractors(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(extract::path_config())
+        .app_data(extract::query_config())
+        .app_data(web::JsonConfig::default().limit(extract::JSON_LIMIT));
+}

@@ -1,0 +1,43 @@
+//! Test support shared by every service's integration tests: a fresh
+//! PostgreSQL database per test cloned from a migrated template, AMQP names
+//! of its own per test, and a TCP proxy that can cut a connection to simulate
+//! an outage. Everything talks to real servers.
+
+pub mod amqp;
+pub mod database;
+pub mod proxy;
+
+pub use amqp::TestBus;
+pub use database::TestDatabase;
+pub use proxy::TcpProxy;
+
+/// PostgreSQL server used by tests (`TEST_DATABASE_URL`, without a database
+/// name; default the local server).
+pub fn postgres_server_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string())
+}
+
+/// RabbitMQ used by tests (`TEST_AMQP_URL`, default the local broker).
+pub fn amqp_url() -> String {
+    std::env::var("TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string())
+}
+
+/// Polls `check` every 25 ms until it returns `Some` or `timeout` passes.
+pub async fn eventually<T, F, Fut>(timeout: std::time::Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
