@@ -62,9 +62,7 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Self {
-            next: Self::FIRST,
-        }
+        Self { next: Self::FIRST }
     }
 }
 
@@ -108,7 +106,10 @@ mod tests {
 
     #[test]
     fn redacts_credentials() {
-        assert_eq!(redact_url("amqp://guest:pw@host:5672/%2f"), "amqp://***@host:5672/%2f");
+        assert_eq!(
+            redact_url("amqp://guest:pw@host:5672/%2f"),
+            "amqp://***@host:5672/%2f"
+        );
         assert_eq!(redact_url("amqp://host"), "amqp://host");
     }
 }

@@ -113,7 +113,12 @@ impl ConsumerSpec {
 
 /// Consumes `spec.queue` with `handler` until `shutdown`, then lets in-flight
 /// deliveries finish (and be acked) before returning.
-pub async fn run<H: Handler>(broker: Broker, spec: ConsumerSpec, handler: Arc<H>, shutdown: Shutdown) {
+pub async fn run<H: Handler>(
+    broker: Broker,
+    spec: ConsumerSpec,
+    handler: Arc<H>,
+    shutdown: Shutdown,
+) {
     let mut backoff = Backoff::default();
     while !shutdown.is_triggered() {
         match consume_while_connected(&broker, &spec, &handler, &shutdown, &mut backoff).await {
@@ -162,7 +167,12 @@ async fn consume_while_connected<H: Handler>(
         .await?;
     let tag = format!("{}-{}", spec.queue, uuid::Uuid::new_v4());
     let mut deliveries = channel
-        .basic_consume(&queue, &tag, BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            &queue,
+            &tag,
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await?;
     backoff.reset();
     tracing::info!(queue = %queue, "consumer started");
@@ -257,7 +267,9 @@ impl DeliveryContext {
         let acked = match settled {
             Ok(()) => delivery.ack(BasicAckOptions::default()).await,
             Err(err) => {
-                span.in_scope(|| tracing::warn!(error = %err, "could not park the message; requeueing"));
+                span.in_scope(
+                    || tracing::warn!(error = %err, "could not park the message; requeueing"),
+                );
                 delivery
                     .nack(BasicNackOptions {
                         requeue: true,
@@ -281,10 +293,16 @@ impl DeliveryContext {
         error: Option<&str>,
     ) -> Result<(), crate::publisher::PublishError> {
         let mut table = delivery.properties.headers().clone().unwrap_or_default();
-        table.insert(headers::ATTEMPT.into(), AMQPValue::LongLongInt(i64::from(attempt)));
+        table.insert(
+            headers::ATTEMPT.into(),
+            AMQPValue::LongLongInt(i64::from(attempt)),
+        );
         if let Some(error) = error {
             let reason: String = error.chars().take(2000).collect();
-            table.insert(headers::ERROR.into(), AMQPValue::LongString(LongString::from(reason)));
+            table.insert(
+                headers::ERROR.into(),
+                AMQPValue::LongString(LongString::from(reason)),
+            );
             table.insert(
                 headers::ORIGINAL_QUEUE.into(),
                 AMQPValue::LongString(LongString::from(self.names.physical(&self.spec.queue))),

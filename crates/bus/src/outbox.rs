@@ -88,7 +88,8 @@ struct ClaimedRow {
     headers: serde_json::Value,
 }
 
-const CLAIM_SQL: &str = "UPDATE outbox SET locked_until = now() + interval '30 seconds', attempts = attempts + 1 \
+const CLAIM_SQL: &str =
+    "UPDATE outbox SET locked_until = now() + interval '30 seconds', attempts = attempts + 1 \
      WHERE id IN (SELECT id FROM outbox WHERE published_at IS NULL \
        AND (locked_until IS NULL OR locked_until < now()) \
        ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) \
@@ -118,11 +119,9 @@ fn release(conn: &mut PgConnection, ids: &[Uuid], error: &str) -> QueryResult<us
 }
 
 fn purge_published(conn: &mut PgConnection, retention: Duration) -> QueryResult<usize> {
-    diesel::sql_query(
-        "DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)",
-    )
-    .bind::<diesel::sql_types::Double, _>(retention.as_secs_f64())
-    .execute(conn)
+    diesel::sql_query("DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)")
+        .bind::<diesel::sql_types::Double, _>(retention.as_secs_f64())
+        .execute(conn)
 }
 
 /// Wakes the relay right after a commit, so messages leave without waiting
@@ -233,12 +232,16 @@ impl OutboxRelay {
     /// Publishes one claimed batch; returns how many were published.
     async fn relay_batch(&self, publisher: &Publisher) -> Result<usize, RelayError> {
         let limit = self.batch_size;
-        let rows = db::run(&self.pool, move |conn| claim(conn, limit).map_err(DbError::from)).await?;
+        let rows = db::run(&self.pool, move |conn| {
+            claim(conn, limit).map_err(DbError::from)
+        })
+        .await?;
         if rows.is_empty() {
             return Ok(0);
         }
         let names = &self.broker.names;
-        let mut pending: Vec<(Uuid, Result<PendingConfirm, String>)> = Vec::with_capacity(rows.len());
+        let mut pending: Vec<(Uuid, Result<PendingConfirm, String>)> =
+            Vec::with_capacity(rows.len());
         for row in rows {
             let headers: StringHeaders = serde_json::from_value(row.headers).unwrap_or_default();
             let message = OutgoingMessage {

@@ -113,7 +113,11 @@ pub async fn declare_retry_and_dead(
     delays_ms: &[u64],
 ) -> lapin::Result<()> {
     channel
-        .queue_declare(&names.dead_queue(queue), durable_queue(), FieldTable::default())
+        .queue_declare(
+            &names.dead_queue(queue),
+            durable_queue(),
+            FieldTable::default(),
+        )
         .await?;
     for &delay in delays_ms {
         let mut args = FieldTable::default();

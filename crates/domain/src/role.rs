@@ -62,6 +62,9 @@ mod tests {
             assert_eq!(role.as_str().parse::<Role>().unwrap(), role);
         }
         assert!("root".parse::<Role>().is_err());
-        assert_eq!(parse_roles(["user", "admin", "user", "x"]), vec![Role::User, Role::Admin]);
+        assert_eq!(
+            parse_roles(["user", "admin", "user", "x"]),
+            vec![Role::User, Role::Admin]
+        );
     }
 }

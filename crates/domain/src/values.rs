@@ -139,7 +139,10 @@ mod tests {
 
     #[test]
     fn email_is_normalised_and_checked() {
-        assert_eq!(Email::parse("  Ada@Example.COM ").unwrap().as_str(), "ada@example.com");
+        assert_eq!(
+            Email::parse("  Ada@Example.COM ").unwrap().as_str(),
+            "ada@example.com"
+        );
         for bad in ["", "ada", "ada@", "@example.com", "a b@example.com"] {
             assert!(Email::parse(bad).is_err(), "{bad} accepted");
         }

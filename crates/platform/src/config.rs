@@ -158,8 +158,8 @@ mod tests {
 
     #[test]
     fn invalid_value_names_variable_without_echoing_it() {
-        let err = from_iter::<Sample, _>(vars(&[("DATABASE_URL", "x"), ("PORT", "s3cret")]))
-            .unwrap_err();
+        let err =
+            from_iter::<Sample, _>(vars(&[("DATABASE_URL", "x"), ("PORT", "s3cret")])).unwrap_err();
         assert_eq!(err.variable, "PORT");
         assert!(!err.to_string().contains("s3cret"), "{err}");
     }
@@ -168,13 +168,17 @@ mod tests {
     fn empty_value_falls_back_to_default() {
         let config = from_iter::<Sample, _>(vars(&[("DATABASE_URL", "x"), ("PORT", "")])).unwrap();
         assert_eq!(config.port, 8000);
+        assert_eq!(config.database_url, "x");
     }
 
     #[test]
     fn scheme_check() {
         assert!(require_scheme("U", "postgres://h/db", &["postgres", "postgresql"]).is_ok());
         let err = require_scheme("U", "http://h", &["postgres"]).unwrap_err();
-        assert_eq!(err.to_string(), "configuration error: U must be a postgres:// URL");
+        assert_eq!(
+            err.to_string(),
+            "configuration error: U must be a postgres:// URL"
+        );
         assert!(require_range("N", 0, 1, 5).is_err());
     }
 }

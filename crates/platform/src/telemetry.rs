@@ -41,11 +41,17 @@ impl Drop for TelemetryGuard {
 /// which lets tests start several services in one process. Must run inside a
 /// Tokio runtime when OTLP export is enabled.
 pub fn init(service_name: &'static str) -> TelemetryGuard {
-    let _ = PROVIDER.get_or_init(|| install(service_name));
+    let _ = PROVIDER.get_or_init(|| install(service_name, false));
     TelemetryGuard
 }
 
-fn install(service_name: &'static str) -> TracerProvider {
+/// The same pipeline for tests: log lines go through the test harness's
+/// capture, so they show only for failing tests.
+pub fn init_for_tests(service_name: &'static str) {
+    let _ = PROVIDER.get_or_init(|| install(service_name, true));
+}
+
+fn install(service_name: &'static str, for_tests: bool) -> TracerProvider {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let resource = Resource::new(vec![KeyValue::new("service.name", service_name)]);
     let mut builder = TracerProvider::builder().with_resource(resource);
@@ -68,7 +74,15 @@ fn install(service_name: &'static str) -> TracerProvider {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let registry = tracing_subscriber::registry().with(filter).with(otel_layer);
-    let installed = if json {
+    let installed = if for_tests {
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .compact()
+                    .with_test_writer(),
+            )
+            .try_init()
+    } else if json {
         registry
             .with(
                 tracing_subscriber::fmt::layer()

@@ -24,7 +24,8 @@ struct DbName {
 
 fn admin_connection() -> anyhow::Result<PgConnection> {
     let url = format!("{}/postgres", crate::postgres_server_url());
-    PgConnection::establish(&url).map_err(|err| anyhow::anyhow!("cannot reach PostgreSQL at {url}: {err}"))
+    PgConnection::establish(&url)
+        .map_err(|err| anyhow::anyhow!("cannot reach PostgreSQL at {url}: {err}"))
 }
 
 fn exists(conn: &mut PgConnection, name: &str) -> anyhow::Result<bool> {
@@ -115,8 +116,11 @@ impl TestDatabase {
         }
         sweep(admin, service)?;
         let building = format!("{template}_building");
-        diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&building)))
-            .execute(admin)?;
+        diesel::sql_query(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_ident(&building)
+        ))
+        .execute(admin)?;
         diesel::sql_query(format!("CREATE DATABASE {}", quote_ident(&building))).execute(admin)?;
         {
             let url = format!("{}/{}", crate::postgres_server_url(), building);
@@ -148,10 +152,12 @@ impl TestDatabase {
 /// Drops this service's stale templates and test databases left by crashed
 /// runs more than an hour ago.
 fn sweep(admin: &mut PgConnection, service: &str) -> anyhow::Result<()> {
-    let rows: Vec<DbName> = diesel::sql_query("SELECT datname FROM pg_database WHERE datname LIKE $1 OR datname LIKE $2")
-        .bind::<Text, _>(format!("t\\_{service}\\_%"))
-        .bind::<Text, _>(format!("tpl\\_{service}\\_%"))
-        .load(admin)?;
+    let rows: Vec<DbName> = diesel::sql_query(
+        "SELECT datname FROM pg_database WHERE datname LIKE $1 OR datname LIKE $2",
+    )
+    .bind::<Text, _>(format!("t\\_{service}\\_%"))
+    .bind::<Text, _>(format!("tpl\\_{service}\\_%"))
+    .load(admin)?;
     let cutoff = unix_now().saturating_sub(3600);
     for row in rows {
         let stale = if row.datname.starts_with("tpl_") {
@@ -164,8 +170,11 @@ fn sweep(admin: &mut PgConnection, service: &str) -> anyhow::Result<()> {
                 .is_some_and(|ts| ts < cutoff)
         };
         if stale {
-            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&row.datname)))
-                .execute(admin);
+            let _ = diesel::sql_query(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                quote_ident(&row.datname)
+            ))
+            .execute(admin);
         }
     }
     Ok(())

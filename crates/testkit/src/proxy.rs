@@ -21,7 +21,12 @@ impl TcpProxy {
         let address = listener.local_addr()?;
         let cut = Arc::new(AtomicBool::new(false));
         let (generation, _) = watch::channel(0u64);
-        let accept_task = tokio::spawn(accept_loop(listener, target, cut.clone(), generation.subscribe()));
+        let accept_task = tokio::spawn(accept_loop(
+            listener,
+            target,
+            cut.clone(),
+            generation.subscribe(),
+        ));
         Ok(Self {
             address,
             cut,

@@ -101,6 +101,9 @@ fn field_problem(path: &str, message: &str) -> Problem {
         .map(|(name, _)| name.to_string());
     let field = match (named, path) {
         (Some(name), "." | "") => name,
+        (Some(name), path) if path == name || path.ends_with(&format!(".{name}")) => {
+            path.to_string()
+        }
         (Some(name), parent) => format!("{parent}.{name}"),
         (None, "." | "") => "body".to_string(),
         (None, path) => path.to_string(),
@@ -122,8 +125,7 @@ impl<T: DeserializeOwned> FromRequest for Query<T> {
 }
 
 pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, Problem> {
-    let deserializer =
-        serde_urlencoded::Deserializer::new(url_form(query.as_bytes()));
+    let deserializer = serde_urlencoded::Deserializer::new(url_form(query.as_bytes()));
     serde_path_to_error::deserialize(deserializer).map_err(|err| {
         let path = err.path().to_string();
         field_problem(&path, &err.into_inner().to_string())

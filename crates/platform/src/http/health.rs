@@ -91,7 +91,11 @@ pub fn mount(cfg: &mut web::ServiceConfig, prefix: &str, readiness: Readiness, d
                 let page = docs_page(prefix, docs.title);
                 move || {
                     let page = page.clone();
-                    async move { HttpResponse::Ok().content_type("text/html; charset=utf-8").body(page) }
+                    async move {
+                        HttpResponse::Ok()
+                            .content_type("text/html; charset=utf-8")
+                            .body(page)
+                    }
                 }
             }),
         )

@@ -15,7 +15,8 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new(service: &str) -> Result<Self, prometheus::Error> {
-        let labels = std::collections::HashMap::from([("service".to_string(), service.to_string())]);
+        let labels =
+            std::collections::HashMap::from([("service".to_string(), service.to_string())]);
         let registry = Registry::new_custom(None, Some(labels))?;
         let http_requests = IntCounterVec::new(
             Opts::new("http_requests_total", "HTTP requests answered"),

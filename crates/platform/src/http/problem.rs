@@ -25,9 +25,13 @@ impl FieldError {
 }
 
 /// A problem+json body. `code` is a stable machine-readable name, also used
-/// as the last segment of `type`.
+/// as the last segment of `type`. Boxed, so `Result<T, Problem>` stays small.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Problem {
+#[serde(transparent)]
+pub struct Problem(Box<ProblemBody>);
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProblemBody {
     #[serde(rename = "type")]
     pub type_: String,
     pub title: String,
@@ -41,9 +45,16 @@ pub struct Problem {
     headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
+impl std::ops::Deref for Problem {
+    type Target = ProblemBody;
+    fn deref(&self) -> &ProblemBody {
+        &self.0
+    }
+}
+
 impl Problem {
     pub fn new(status: StatusCode, code: &str, title: &str) -> Self {
-        Self {
+        Self(Box::new(ProblemBody {
             type_: format!("https://errors.platform.dev/{code}"),
             title: title.to_string(),
             status: status.as_u16(),
@@ -51,21 +62,21 @@ impl Problem {
             detail: None,
             errors: Vec::new(),
             headers: Vec::new(),
-        }
+        }))
     }
 
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
-        self.detail = Some(detail.into());
+        self.0.detail = Some(detail.into());
         self
     }
 
     pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
-        self.errors = errors;
+        self.0.errors = errors;
         self
     }
 
     pub fn header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
-        self.headers.push((name, value));
+        self.0.headers.push((name, value));
         self
     }
 
@@ -95,18 +106,26 @@ impl Problem {
     }
 
     pub fn unauthorized(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "Authentication required")
-            .detail(detail)
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Authentication required",
+        )
+        .detail(detail)
     }
 
     /// 401 for a bearer token that is missing, malformed, expired or not ours.
     pub fn invalid_token(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "invalid_token", "Invalid access token")
-            .detail(detail)
-            .header(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer error=\"invalid_token\""),
-            )
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "Invalid access token",
+        )
+        .detail(detail)
+        .header(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer error=\"invalid_token\""),
+        )
     }
 
     pub fn forbidden(detail: impl Into<String>) -> Self {

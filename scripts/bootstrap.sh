@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Makes PostgreSQL and RabbitMQ reachable at the URLs the services use, and
+# the build tools the workspace needs. On Debian as root it installs and
+# starts what is missing; elsewhere it says what to install. Idempotent and
+# quiet when everything is already there.
+set -euo pipefail
+
+PG_HOST=${PG_HOST:-127.0.0.1}
+PG_PORT=${PG_PORT:-5432}
+AMQP_HOST=${AMQP_HOST:-127.0.0.1}
+AMQP_PORT=${AMQP_PORT:-5672}
+
+say() { printf 'bootstrap: %s\n' "$*" >&2; }
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+can_install() { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; }
+
+apt_updated=false
+apt_install() {
+  if ! $apt_updated; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    apt_updated=true
+  fi
+  say "installing $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+need_package() { # command package
+  command -v "$1" >/dev/null 2>&1 && return 0
+  if can_install; then apt_install "$2"; else say "missing $1: install $2"; return 1; fi
+}
+
+# Build tools: libpq for diesel, pkg-config, a C compiler.
+if ! [ -e /usr/include/postgresql/libpq-fe.h ] && ! pkg-config --exists libpq 2>/dev/null; then
+  if can_install; then apt_install libpq-dev pkg-config; else say "missing libpq headers: install libpq-dev"; exit 1; fi
+fi
+need_package cc build-essential
+
+wait_for() { # host port name
+  for _ in $(seq 1 60); do port_open "$1" "$2" && return 0; sleep 1; done
+  say "$3 did not come up on $1:$2"; return 1
+}
+
+# PostgreSQL
+if ! port_open "$PG_HOST" "$PG_PORT"; then
+  if ! can_install; then say "PostgreSQL is not reachable at $PG_HOST:$PG_PORT: install and start it"; exit 1; fi
+  command -v pg_ctlcluster >/dev/null 2>&1 || apt_install postgresql postgresql-contrib
+  version=$(ls /etc/postgresql | sort -V | tail -n1)
+  hba=/etc/postgresql/$version/main/pg_hba.conf
+  # Local development trusts loopback connections, as the default URLs expect.
+  if ! grep -q '^host all all 127.0.0.1/32 trust' "$hba"; then
+    sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\nlocal all all trust' "$hba"
+  fi
+  say "starting PostgreSQL $version"
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  wait_for "$PG_HOST" "$PG_PORT" PostgreSQL
+fi
+need_package psql postgresql-client
+need_package pgbench postgresql-contrib || true
+
+# RabbitMQ
+if ! port_open "$AMQP_HOST" "$AMQP_PORT"; then
+  if ! can_install; then say "RabbitMQ is not reachable at $AMQP_HOST:$AMQP_PORT: install and start it"; exit 1; fi
+  command -v rabbitmq-server >/dev/null 2>&1 || apt_install rabbitmq-server
+  say "starting RabbitMQ"
+  rabbitmq-server -detached >/dev/null 2>&1 || true
+  wait_for "$AMQP_HOST" "$AMQP_PORT" RabbitMQ
+fi
+
+# diesel CLI, for the schema drift check.
+if ! command -v diesel >/dev/null 2>&1 && ! [ -x "$HOME/.cargo/bin/diesel" ]; then
+  say "installing diesel_cli (once)"
+  cargo install --quiet --locked diesel_cli --no-default-features --features postgres
+fi

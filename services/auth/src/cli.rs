@@ -1,0 +1,158 @@
+//! The `auth` binary's commands.
+
+use crate::config::Config;
+use crate::startup::{self, Application};
+use crate::store::users::{self, NewUser};
+use diesel::Connection;
+use domain::messages::{UserKind, UserRegistered};
+use domain::{DisplayName, Email, Password, Role};
+use std::io::{BufRead, IsTerminal};
+use std::process::ExitCode;
+
+const USAGE: &str =
+    "usage: auth [serve | migrate | create-admin --email EMAIL [--display-name NAME] | rotate-keys]
+
+  serve          run the HTTP service (the default)
+  migrate        apply database migrations and exit
+  create-admin   create an administrator; the password is read from stdin
+                 (prompted for when stdin is a terminal)
+  rotate-keys    make a new signing key current; the previous one stays
+                 published, so tokens it signed keep working until they expire";
+
+pub async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = args.first().map(String::as_str).unwrap_or("serve");
+    if matches!(command, "-h" | "--help" | "help") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let config = Config::from_env_or_exit();
+    let _telemetry = platform::telemetry::init(crate::SERVICE);
+    let outcome = match command {
+        "serve" => serve(config).await,
+        "migrate" => {
+            blocking(move || startup::migrate(&config).map(|_| println!("migrations applied")))
+                .await
+        }
+        "create-admin" => match admin_arguments(&args[1..]) {
+            Ok((email, name)) => create_admin(config, email, name).await,
+            Err(message) => Err(anyhow::anyhow!("{message}\n{USAGE}")),
+        },
+        "rotate-keys" => blocking(move || rotate_keys(&config)).await,
+        other => Err(anyhow::anyhow!("unknown command `{other}`\n{USAGE}")),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("auth: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn blocking<F>(work: F) -> anyhow::Result<()>
+where
+    F: FnOnce() -> anyhow::Result<()> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work).await?
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let application = Application::build(config).await?;
+    tracing::info!(port = application.port(), "auth listening");
+    application.run_until_stopped().await
+}
+
+fn admin_arguments(args: &[String]) -> Result<(Email, DisplayName), String> {
+    let mut email = None;
+    let mut name = None;
+    let mut rest = args.iter();
+    while let Some(flag) = rest.next() {
+        let value = rest.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--email" => email = Some(Email::parse(value).map_err(|e| format!("--email {e}"))?),
+            "--display-name" => {
+                name = Some(DisplayName::parse(value).map_err(|e| format!("--display-name {e}"))?)
+            }
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    let email = email.ok_or("--email is required")?;
+    let name = match name {
+        Some(name) => name,
+        None => DisplayName::parse("Administrator").map_err(|e| e.to_string())?,
+    };
+    Ok((email, name))
+}
+
+fn read_password() -> anyhow::Result<Password> {
+    let raw = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ")?;
+        let second = rpassword::prompt_password("Repeat password: ")?;
+        if first != second {
+            anyhow::bail!("the passwords do not match");
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    };
+    Password::parse(&raw).map_err(|e| anyhow::anyhow!("password {e}"))
+}
+
+async fn create_admin(config: Config, email: Email, name: DisplayName) -> anyhow::Result<()> {
+    let password = tokio::task::spawn_blocking(read_password).await??;
+    let hasher = crate::domain::password::Hasher::new(
+        config.argon2_memory_kib,
+        config.argon2_iterations,
+        config.argon2_parallelism,
+    )?;
+    let hash = hasher.hash(&password).await?;
+    blocking(move || {
+        let pool = startup::migrate(&config)?;
+        let mut conn = pool.get()?;
+        let user = conn.transaction(|conn| -> anyhow::Result<_> {
+            if users::find_by_email(conn, email.as_str())?.is_some() {
+                anyhow::bail!("an account with email {email} already exists");
+            }
+            let user = users::insert(
+                conn,
+                NewUser::new(
+                    Some(email.as_str().to_string()),
+                    name.as_str().to_string(),
+                    Some(hash),
+                    &[Role::User, Role::Admin],
+                ),
+            )?;
+            let user = users::mark_email_verified(conn, user.user_id())?.unwrap_or(user);
+            bus::outbox::enqueue(
+                conn,
+                UserRegistered {
+                    user_id: user.id,
+                    email: user.email.clone(),
+                    display_name: user.display_name.clone(),
+                    roles: user.roles(),
+                    kind: UserKind::Admin,
+                },
+            )?;
+            Ok(user)
+        })?;
+        println!("created admin {} ({})", user.id, email);
+        Ok(())
+    })
+    .await
+}
+
+fn rotate_keys(config: &Config) -> anyhow::Result<()> {
+    let pool = startup::migrate(config)?;
+    let mut conn = pool.get()?;
+    let keys = crate::store::keys::rotate(&mut conn)?;
+    let kids: Vec<&str> = keys.iter().map(|k| k.kid.as_str()).collect();
+    println!(
+        "signing key rotated; current kid {}, published kids {}",
+        kids.first().copied().unwrap_or("-"),
+        kids.join(", ")
+    );
+    Ok(())
+}

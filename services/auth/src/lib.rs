@@ -1,0 +1,21 @@
+//! The auth service: identities, passwords, sessions with rotating refresh
+//! tokens, access tokens signed with Ed25519, and the JWKS that every other
+//! service verifies them with.
+
+pub mod cli;
+pub mod config;
+pub mod consumers;
+pub mod domain;
+pub mod error;
+pub mod routes;
+pub mod schema;
+pub mod startup;
+pub mod state;
+pub mod store;
+
+use diesel_migrations::{embed_migrations, EmbeddedMigrations};
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+/// Advisory-lock key under which this service migrates.
+pub const MIGRATION_LOCK: i64 = 7_270_000;
+pub const SERVICE: &str = "auth";

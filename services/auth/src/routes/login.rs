@@ -1,0 +1,124 @@
+use super::respond;
+use crate::error::{Error, Result};
+use crate::state::AppState;
+use crate::store::{sessions, throttle, users};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use diesel::Connection;
+use domain::Email;
+use platform::db;
+use platform::http::extract::Json;
+use platform::Problem;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    email: String,
+    password: String,
+}
+
+/// The throttle keys of a login attempt, with their limits.
+pub fn throttle_keys(state: &AppState, email: &Email, ip: &str) -> [(String, u32); 2] {
+    [
+        (
+            format!("acct:{}", email.as_str()),
+            state.config.login_max_failures,
+        ),
+        (format!("ip:{ip}"), state.config.login_ip_max_failures),
+    ]
+}
+
+/// 429 if any of `keys` has used up its failures in the current window.
+pub async fn ensure_not_throttled(state: &AppState, keys: &[(String, u32)]) -> Result<()> {
+    let keys = keys.to_vec();
+    let window = state.throttle_window();
+    let wait = db::run(&state.pool, move |conn| {
+        let limits: Vec<(&str, u32)> = keys.iter().map(|(k, l)| (k.as_str(), *l)).collect();
+        throttle::blocked_for(conn, &limits, window).map_err(Error::from)
+    })
+    .await?;
+    match wait {
+        Some(seconds) => Err(Problem::too_many_requests(seconds).into()),
+        None => Ok(()),
+    }
+}
+
+pub async fn record_failures(state: &AppState, keys: &[(String, u32)]) -> Result<()> {
+    let keys = keys.to_vec();
+    let window = state.throttle_window();
+    db::run(&state.pool, move |conn| {
+        for (key, _) in &keys {
+            throttle::record_failure(conn, key, window)?;
+        }
+        Ok::<_, Error>(())
+    })
+    .await
+}
+
+fn invalid_credentials() -> Error {
+    Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+        "Invalid credentials",
+    )
+    .detail("the email or password is incorrect")
+    .into()
+}
+
+/// `POST /login`. An unknown email and a wrong password get the same answer
+/// after the same work (a dummy hash is verified).
+pub async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: Json<LoginBody>,
+) -> Result<HttpResponse> {
+    let body = body.into_inner();
+    let email =
+        Email::parse(&body.email).map_err(|e| Problem::invalid_field("email", e.to_string()))?;
+    if body.password.is_empty() || body.password.chars().count() > domain::Password::MAX_CHARS {
+        return Err(Problem::invalid_field("password", "must be 1 to 128 characters").into());
+    }
+    let ip = respond::client_ip(&state, &req);
+    let keys = throttle_keys(&state, &email, &ip);
+    ensure_not_throttled(&state, &keys).await?;
+
+    let lookup = email.as_str().to_string();
+    let user = db::run(&state.pool, move |conn| {
+        users::find_by_email(conn, &lookup).map_err(Error::from)
+    })
+    .await?;
+    let stored_hash = user.as_ref().and_then(|u| u.password_hash.clone());
+    let matches = state.hasher.verify(&body.password, stored_hash).await?;
+    let user = match user {
+        Some(user) if matches => user,
+        _ => {
+            record_failures(&state, &keys).await?;
+            return Err(invalid_credentials());
+        }
+    };
+    if !user.is_active() {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "account_disabled",
+            "Account disabled",
+        )
+        .detail("this account has been disabled")
+        .into());
+    }
+
+    let client = respond::client(&state, &req);
+    let absolute = state.absolute_timeout();
+    let account_key = keys[0].0.clone();
+    let user_id = user.user_id();
+    let (session, refresh) = db::run(&state.pool, move |conn| {
+        conn.transaction(|conn| {
+            // Success clears the account's count, never the address's.
+            throttle::clear(conn, &account_key)?;
+            sessions::open(conn, user_id, absolute, &client)
+        })
+        .map_err(Error::from)
+    })
+    .await?;
+    respond::tokens(&state, StatusCode::OK, &user, &session, &refresh)
+}

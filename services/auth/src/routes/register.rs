@@ -1,0 +1,120 @@
+use crate::error::{Error, Result};
+use crate::state::AppState;
+use crate::store::email_tokens::{self, Purpose};
+use crate::store::users::{self, NewUser};
+use actix_web::{web, HttpResponse};
+use diesel::Connection;
+use domain::messages::{EmailJob, EmailTemplate, UserKind, UserRegistered};
+use domain::{DisplayName, Email, Password, Role};
+use platform::db::{self, DbError};
+use platform::http::extract::Json;
+use platform::{FieldError, Problem};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterBody {
+    email: String,
+    password: String,
+    display_name: String,
+}
+
+struct Registration {
+    email: Email,
+    password: Password,
+    display_name: DisplayName,
+}
+
+fn parse(body: RegisterBody) -> Result<Registration, Problem> {
+    let email = Email::parse(&body.email);
+    let password = Password::parse(&body.password);
+    let display_name = DisplayName::parse(&body.display_name);
+    match (email, password, display_name) {
+        (Ok(email), Ok(password), Ok(display_name)) => Ok(Registration {
+            email,
+            password,
+            display_name,
+        }),
+        (email, password, display_name) => {
+            let errors = [
+                ("email", email.err()),
+                ("password", password.err()),
+                ("display_name", display_name.err()),
+            ]
+            .into_iter()
+            .filter_map(|(field, err)| err.map(|e| FieldError::new(field, e.to_string())))
+            .collect();
+            Err(Problem::validation(errors))
+        }
+    }
+}
+
+/// `POST /register`: creates a user; `user.registered` and a `verify_email`
+/// job leave through the outbox in the same transaction.
+pub async fn register(
+    state: web::Data<AppState>,
+    body: Json<RegisterBody>,
+) -> Result<HttpResponse> {
+    let registration = parse(body.into_inner())?;
+    let hash = state.hasher.hash(&registration.password).await?;
+    let user = db::run(&state.pool, move |conn| {
+        conn.transaction(|conn| {
+            let user = users::insert(
+                conn,
+                NewUser::new(
+                    Some(registration.email.as_str().to_string()),
+                    registration.display_name.as_str().to_string(),
+                    Some(hash),
+                    &[Role::User],
+                ),
+            )?;
+            bus::outbox::enqueue(
+                conn,
+                UserRegistered {
+                    user_id: user.id,
+                    email: user.email.clone(),
+                    display_name: user.display_name.clone(),
+                    roles: user.roles(),
+                    kind: UserKind::Registered,
+                },
+            )?;
+            let token = email_tokens::create(conn, user.user_id(), Purpose::VerifyEmail)?;
+            bus::outbox::enqueue(
+                conn,
+                EmailJob {
+                    to: registration.email.as_str().to_string(),
+                    template: EmailTemplate::VerifyEmail,
+                    vars: BTreeMap::from([
+                        ("display_name".to_string(), user.display_name.clone()),
+                        ("token".to_string(), token.expose().to_string()),
+                    ]),
+                    idempotency_key: format!(
+                        "verify_email:{}",
+                        token
+                            .hash()
+                            .iter()
+                            .take(16)
+                            .map(|b| format!("{b:02x}"))
+                            .collect::<String>()
+                    ),
+                },
+            )?;
+            Ok::<_, diesel::result::Error>(user)
+        })
+        .map_err(|err| {
+            let err = DbError::from(err);
+            if err.is_unique_violation() {
+                Error::from(
+                    Problem::conflict("email_taken", "an account with this email already exists")
+                        .with_errors(vec![FieldError::new("email", "is already registered")]),
+                )
+            } else {
+                Error::from(err)
+            }
+        })
+    })
+    .await?;
+    state.relay.wake();
+    Ok(HttpResponse::Created().json(serde_json::json!({ "user": user.to_public() })))
+}

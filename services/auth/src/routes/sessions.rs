@@ -1,0 +1,118 @@
+use super::respond;
+use crate::error::{Error, Result};
+use crate::state::AppState;
+use crate::store::sessions::{self, SessionRow};
+use actix_web::{web, HttpResponse};
+use authn::Caller;
+use chrono::{DateTime, Utc};
+use domain::SessionId;
+use platform::db;
+use platform::http::extract::Query;
+use platform::Problem;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+struct SessionView {
+    id: Uuid,
+    created_at: DateTime<Utc>,
+    last_used_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    user_agent: Option<String>,
+    ip: Option<String>,
+    current: bool,
+}
+
+impl SessionView {
+    fn new(row: SessionRow, current: SessionId) -> Self {
+        Self {
+            current: row.id == current.as_uuid(),
+            id: row.id,
+            created_at: row.created_at,
+            last_used_at: row.last_used_at,
+            expires_at: row.expires_at,
+            user_agent: row.user_agent,
+            ip: row.ip,
+        }
+    }
+}
+
+/// `GET /sessions`: the caller's live sessions, newest first.
+pub async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    page: Query<Page>,
+) -> Result<HttpResponse> {
+    let page = page.0;
+    let limit = page.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(Problem::invalid_field("limit", "must be between 1 and 200").into());
+    }
+    let cursor = match page.cursor.as_deref() {
+        Some(raw) => Some(
+            Uuid::parse_str(raw)
+                .map_err(|_| Problem::invalid_field("cursor", "is not a valid cursor"))?,
+        ),
+        None => None,
+    };
+    let user_id = caller.user_id;
+    let session_id = caller.session_id;
+    let idle = state.idle_timeout();
+    let rows = db::run(&state.pool, move |conn| {
+        sessions::list_live(conn, user_id, idle, cursor, limit + 1).map_err(Error::from)
+    })
+    .await?;
+    // The listing doubles as the liveness check of the caller's own session
+    // when it is on the first page; otherwise ask directly.
+    if cursor.is_some()
+        || rows.len() as i64 > limit
+        || !rows.iter().any(|r| r.id == session_id.as_uuid())
+    {
+        respond::live_session(&state, &caller).await?;
+    }
+    let has_more = rows.len() as i64 > limit;
+    let items: Vec<SessionView> = rows
+        .into_iter()
+        .take(limit as usize)
+        .map(|row| SessionView::new(row, session_id))
+        .collect();
+    let next_cursor = has_more
+        .then(|| items.last().map(|s| s.id.to_string()))
+        .flatten();
+    Ok(HttpResponse::Ok()
+        .insert_header(("cache-control", "no-store"))
+        .json(serde_json::json!({ "items": items, "next_cursor": next_cursor })))
+}
+
+/// `DELETE /sessions/{id}`: ends one of the caller's sessions.
+pub async fn revoke(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse> {
+    respond::live_session(&state, &caller).await?;
+    let target = SessionId(path.into_inner());
+    let user_id = caller.user_id;
+    let revoked = db::run(&state.pool, move |conn| {
+        match sessions::find(conn, target)? {
+            Some(session) if session.user_id == user_id.as_uuid() => {
+                sessions::revoke(conn, target, "revoked_by_user")?;
+                Ok(true)
+            }
+            _ => Ok::<_, Error>(false),
+        }
+    })
+    .await?;
+    if revoked {
+        Ok(respond::no_content())
+    } else {
+        Err(Problem::not_found("no such session").into())
+    }
+}

@@ -1,0 +1,70 @@
+use super::respond;
+use crate::error::{Error, Result};
+use crate::state::AppState;
+use crate::store::sessions;
+use crate::store::users::{self, NewUser};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use diesel::Connection;
+use domain::messages::{UserKind, UserRegistered};
+use domain::{DisplayName, Role};
+use platform::db;
+use platform::http::extract::parse_json;
+use platform::Problem;
+use serde::Deserialize;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct VisitorBody {
+    display_name: Option<String>,
+}
+
+/// `POST /visitors`: an anonymous visitor with a session of its own. The
+/// body is optional.
+pub async fn create_visitor(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse> {
+    let body: VisitorBody = if body.iter().all(u8::is_ascii_whitespace) {
+        VisitorBody::default()
+    } else {
+        parse_json(&body)?
+    };
+    let display_name = match body.display_name.as_deref() {
+        Some(raw) => DisplayName::parse(raw)
+            .map_err(|e| Problem::invalid_field("display_name", e.to_string()))?,
+        None => DisplayName::parse("Visitor").map_err(|e| anyhow::anyhow!(e))?,
+    };
+    let client = respond::client(&state, &req);
+    let absolute = state.absolute_timeout();
+    let (user, session, refresh) = db::run(&state.pool, move |conn| {
+        conn.transaction(|conn| {
+            let user = users::insert(
+                conn,
+                NewUser::new(
+                    None,
+                    display_name.as_str().to_string(),
+                    None,
+                    &[Role::Visitor],
+                ),
+            )?;
+            bus::outbox::enqueue(
+                conn,
+                UserRegistered {
+                    user_id: user.id,
+                    email: None,
+                    display_name: user.display_name.clone(),
+                    roles: user.roles(),
+                    kind: UserKind::Visitor,
+                },
+            )?;
+            let (session, refresh) = sessions::open(conn, user.user_id(), absolute, &client)?;
+            Ok::<_, diesel::result::Error>((user, session, refresh))
+        })
+        .map_err(Error::from)
+    })
+    .await?;
+    state.relay.wake();
+    respond::tokens(&state, StatusCode::CREATED, &user, &session, &refresh)
+}

@@ -1,0 +1,212 @@
+//! Builds the application from its configuration; used by `main` and by the
+//! tests alike.
+
+use crate::config::Config;
+use crate::consumers::AccountEvents;
+use crate::domain::keys::Keyring;
+use crate::domain::password::Hasher;
+use crate::routes;
+use crate::state::AppState;
+use actix_web::dev::Server;
+use actix_web::{middleware::from_fn, web, App, HttpServer};
+use authn::{StaticKeys, Verifier};
+use bus::{Broker, OutboxRelay};
+use platform::db::{self, PgPool};
+use platform::http::health::{self, ApiDocs, Readiness};
+use platform::http::metrics::Metrics;
+use platform::Shutdown;
+use secrecy::ExposeSecret;
+use std::net::TcpListener;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    background: Vec<tokio::task::JoinHandle<()>>,
+    shutdown: Shutdown,
+}
+
+/// Creates the database if needed and applies migrations.
+pub fn migrate(config: &Config) -> anyhow::Result<PgPool> {
+    let url = config.database_url.expose_secret();
+    db::ensure_database(url)?;
+    let pool = db::pool(url, config.database_pool_size);
+    let mut conn = pool
+        .get()
+        .map_err(|err| anyhow::anyhow!("cannot connect to the database: {err}"))?;
+    db::migrate(&mut conn, crate::MIGRATIONS, crate::MIGRATION_LOCK)?;
+    Ok(pool)
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let config = Arc::new(config);
+        let pool = {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || migrate(&config)).await??
+        };
+        let stored = {
+            let pool = pool.clone();
+            tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+                let mut conn = pool.get()?;
+                crate::store::keys::ensure_one(&mut conn)
+            })
+            .await??
+        };
+        let keyring = Keyring::from_stored(&stored)?;
+        let verification_keys = StaticKeys::default();
+        verification_keys.replace(keyring.jwks());
+        let verifier = Verifier::new(&config.jwt_issuer, Arc::new(verification_keys.clone()));
+
+        let broker = Broker::new(
+            config.amqp_url.expose_secret(),
+            bus::Names::new(config.amqp_prefix.clone()),
+            crate::SERVICE,
+        );
+        let relay = OutboxRelay::new(pool.clone(), broker.clone());
+        let hasher = Hasher::new(
+            config.argon2_memory_kib,
+            config.argon2_iterations,
+            config.argon2_parallelism,
+        )?;
+        let state = AppState {
+            config: config.clone(),
+            pool: pool.clone(),
+            hasher,
+            keyring: Arc::new(RwLock::new(keyring)),
+            relay: relay.handle(),
+        };
+        let metrics = Metrics::new(crate::SERVICE)?;
+        let readiness = readiness(pool.clone(), broker.clone());
+
+        let listener = TcpListener::bind((config.host.as_str(), config.port))?;
+        let port = listener.local_addr()?.port();
+        let server = {
+            let state = state.clone();
+            HttpServer::new(move || {
+                App::new()
+                    .wrap(from_fn(platform::http::middleware::request_telemetry))
+                    .app_data(web::Data::new(state.clone()))
+                    .app_data(web::Data::new(verifier.clone()))
+                    .app_data(web::Data::new(metrics.clone()))
+                    .configure(platform::http::configure_extractors)
+                    .configure(|cfg| {
+                        health::mount(
+                            cfg,
+                            routes::PREFIX,
+                            readiness.clone(),
+                            ApiDocs {
+                                title: "auth API",
+                                openapi_json: OPENAPI,
+                            },
+                        )
+                    })
+                    .configure(routes::configure)
+                    .default_service(web::to(platform::http::problem::not_found))
+            })
+            .listen(listener)?
+            .shutdown_timeout(30)
+            .run()
+        };
+
+        let shutdown = Shutdown::new();
+        let consumer_spec = AccountEvents::spec(config.retry_delays()?);
+        let background = vec![
+            tokio::spawn(relay.run(shutdown.clone())),
+            tokio::spawn(bus::consumer::run(
+                broker,
+                consumer_spec,
+                Arc::new(AccountEvents::new(pool.clone())),
+                shutdown.clone(),
+            )),
+            tokio::spawn(reload_keys(
+                state,
+                verification_keys,
+                Duration::from_secs(config.key_reload_secs),
+                shutdown.clone(),
+            )),
+        ];
+        Ok(Self {
+            port,
+            server,
+            background,
+            shutdown,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGTERM or Ctrl-C (actix handles both gracefully), then
+    /// stops the background tasks and lets them finish.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let result = self.server.await;
+        self.shutdown.trigger();
+        for task in self.background {
+            let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
+        }
+        result.map_err(Into::into)
+    }
+
+    /// For tests: a handle that stops the server.
+    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+}
+
+fn readiness(pool: PgPool, broker: Broker) -> Readiness {
+    Readiness::new()
+        .check("database", move || {
+            let pool = pool.clone();
+            Box::pin(async move { db::ping(&pool).await })
+        })
+        .check("broker", move || {
+            let connected = broker.status.is_connected();
+            Box::pin(async move {
+                if connected {
+                    Ok(())
+                } else {
+                    Err("not connected".to_string())
+                }
+            })
+        })
+}
+
+/// Picks up keys rotated by `auth rotate-keys` (or another replica).
+async fn reload_keys(
+    state: AppState,
+    verification: StaticKeys,
+    every: Duration,
+    shutdown: Shutdown,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.wait() => return,
+        }
+        let pool = state.pool.clone();
+        let loaded = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let mut conn = pool.get()?;
+            Ok(crate::store::keys::load(&mut conn)?)
+        })
+        .await;
+        match loaded {
+            Ok(Ok(stored)) if !stored.is_empty() => match Keyring::from_stored(&stored) {
+                Ok(keyring) => {
+                    verification.replace(keyring.jwks());
+                    if let Ok(mut current) = state.keyring.write() {
+                        *current = keyring;
+                    }
+                }
+                Err(err) => tracing::error!(error = %err, "stored signing keys are unusable"),
+            },
+            Ok(Ok(_)) => tracing::error!("no signing keys in the database"),
+            Ok(Err(err)) => tracing::warn!(error = %err, "could not reload signing keys"),
+            Err(err) => tracing::warn!(error = %err, "key reload task failed"),
+        }
+    }
+}

@@ -1,0 +1,230 @@
+use crate::domain::secret::Secret;
+use crate::schema::{refresh_tokens, sessions};
+use crate::store::users::{self, UserRow};
+use chrono::{DateTime, Duration, Utc};
+use diesel::prelude::*;
+use domain::{SessionId, UserId};
+use uuid::Uuid;
+
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = sessions, check_for_backend(diesel::pg::Pg))]
+pub struct SessionRow {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub revoked_reason: Option<String>,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+impl SessionRow {
+    pub fn session_id(&self) -> SessionId {
+        SessionId(self.id)
+    }
+
+    /// Active: not revoked, inside both the absolute and the idle limit.
+    pub fn is_live(&self, now: DateTime<Utc>, idle: Duration) -> bool {
+        self.revoked_at.is_none() && self.expires_at > now && self.last_used_at + idle > now
+    }
+}
+
+/// Where a login came from, recorded on the session.
+#[derive(Debug, Clone, Default)]
+pub struct Client {
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// Opens a session and issues its first refresh token.
+pub fn open(
+    conn: &mut PgConnection,
+    user_id: UserId,
+    absolute: Duration,
+    client: &Client,
+) -> QueryResult<(SessionRow, Secret)> {
+    let session = diesel::insert_into(sessions::table)
+        .values((
+            sessions::id.eq(SessionId::new().as_uuid()),
+            sessions::user_id.eq(user_id.as_uuid()),
+            sessions::expires_at.eq(Utc::now() + absolute),
+            sessions::user_agent.eq(client.user_agent.as_deref()),
+            sessions::ip.eq(client.ip.as_deref()),
+        ))
+        .returning(SessionRow::as_returning())
+        .get_result(conn)?;
+    let secret = issue_refresh(conn, session.session_id())?;
+    Ok((session, secret))
+}
+
+fn issue_refresh(conn: &mut PgConnection, session_id: SessionId) -> QueryResult<Secret> {
+    let secret = Secret::generate();
+    diesel::insert_into(refresh_tokens::table)
+        .values((
+            refresh_tokens::token_hash.eq(secret.hash()),
+            refresh_tokens::session_id.eq(session_id.as_uuid()),
+        ))
+        .execute(conn)?;
+    Ok(secret)
+}
+
+#[derive(Debug)]
+pub struct Rotated {
+    pub session: SessionRow,
+    pub user: UserRow,
+    pub secret: Secret,
+}
+
+#[derive(Debug)]
+pub enum Rotation {
+    Rotated(Box<Rotated>),
+    /// The token had been rotated already: the session is now revoked.
+    Reused,
+    /// Unknown token, or its session ended or was revoked, or the account is disabled.
+    Rejected,
+}
+
+/// Exchanges a refresh token for a new one. Call inside a transaction: the
+/// conditional update makes concurrent uses of one token race for a single
+/// row, so at most one wins.
+pub fn rotate(
+    conn: &mut PgConnection,
+    presented: &Secret,
+    idle: Duration,
+) -> QueryResult<Rotation> {
+    let hash = presented.hash();
+    let claimed: Option<Uuid> = diesel::update(
+        refresh_tokens::table
+            .find(&hash)
+            .filter(refresh_tokens::used_at.is_null()),
+    )
+    .set(refresh_tokens::used_at.eq(diesel::dsl::now))
+    .returning(refresh_tokens::session_id)
+    .get_result(conn)
+    .optional()?;
+    let Some(session_id) = claimed else {
+        let known: Option<Uuid> = refresh_tokens::table
+            .find(&hash)
+            .select(refresh_tokens::session_id)
+            .first(conn)
+            .optional()?;
+        return match known {
+            Some(session_id) => {
+                revoke(conn, SessionId(session_id), "refresh_token_reuse")?;
+                Ok(Rotation::Reused)
+            }
+            None => Ok(Rotation::Rejected),
+        };
+    };
+    let session: SessionRow = sessions::table
+        .find(session_id)
+        .select(SessionRow::as_select())
+        .for_update()
+        .first(conn)?;
+    let now = Utc::now();
+    if !session.is_live(now, idle) {
+        if session.revoked_at.is_none() {
+            revoke(conn, session.session_id(), "expired")?;
+        }
+        return Ok(Rotation::Rejected);
+    }
+    let Some(user) = users::find(conn, UserId(session.user_id))? else {
+        return Ok(Rotation::Rejected);
+    };
+    if !user.is_active() {
+        revoke(conn, session.session_id(), "account_disabled")?;
+        return Ok(Rotation::Rejected);
+    }
+    let session = diesel::update(sessions::table.find(session_id))
+        .set(sessions::last_used_at.eq(now))
+        .returning(SessionRow::as_returning())
+        .get_result(conn)?;
+    let secret = issue_refresh(conn, session.session_id())?;
+    Ok(Rotation::Rotated(Box::new(Rotated {
+        session,
+        user,
+        secret,
+    })))
+}
+
+pub fn find(conn: &mut PgConnection, id: SessionId) -> QueryResult<Option<SessionRow>> {
+    sessions::table
+        .find(id.as_uuid())
+        .select(SessionRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// The session a refresh token belongs to, whatever its state.
+pub fn find_by_refresh(
+    conn: &mut PgConnection,
+    presented: &Secret,
+) -> QueryResult<Option<SessionId>> {
+    refresh_tokens::table
+        .find(presented.hash())
+        .select(refresh_tokens::session_id)
+        .first::<Uuid>(conn)
+        .optional()
+        .map(|id| id.map(SessionId))
+}
+
+pub fn revoke(conn: &mut PgConnection, id: SessionId, reason: &str) -> QueryResult<usize> {
+    diesel::update(
+        sessions::table
+            .find(id.as_uuid())
+            .filter(sessions::revoked_at.is_null()),
+    )
+    .set((
+        sessions::revoked_at.eq(diesel::dsl::now),
+        sessions::revoked_reason.eq(reason),
+    ))
+    .execute(conn)
+}
+
+/// Revokes every session of a user, except `keep` when given.
+pub fn revoke_all(
+    conn: &mut PgConnection,
+    user_id: UserId,
+    keep: Option<SessionId>,
+    reason: &str,
+) -> QueryResult<usize> {
+    let keep = keep.map(|s| s.as_uuid()).unwrap_or_else(Uuid::nil);
+    diesel::update(
+        sessions::table
+            .filter(sessions::user_id.eq(user_id.as_uuid()))
+            .filter(sessions::revoked_at.is_null())
+            .filter(sessions::id.ne(keep)),
+    )
+    .set((
+        sessions::revoked_at.eq(diesel::dsl::now),
+        sessions::revoked_reason.eq(reason),
+    ))
+    .execute(conn)
+}
+
+/// Live sessions of a user, newest first (session ids are time-ordered
+/// UUIDv7), from after `cursor`.
+pub fn list_live(
+    conn: &mut PgConnection,
+    user_id: UserId,
+    idle: Duration,
+    cursor: Option<Uuid>,
+    limit: i64,
+) -> QueryResult<Vec<SessionRow>> {
+    let now = Utc::now();
+    let mut query = sessions::table
+        .filter(sessions::user_id.eq(user_id.as_uuid()))
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(now))
+        .filter(sessions::last_used_at.gt(now - idle))
+        .select(SessionRow::as_select())
+        .order(sessions::id.desc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(cursor) = cursor {
+        query = query.filter(sessions::id.lt(cursor));
+    }
+    query.load(conn)
+}

@@ -1,0 +1,239 @@
+use crate::helpers::*;
+use std::process::Command;
+
+#[tokio::test]
+async fn health_readiness_metrics_and_docs() {
+    let app = spawn_app().await;
+
+    let health = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+
+    let ready: serde_json::Value = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["checks"]["database"], "ok");
+    assert_eq!(ready["checks"]["broker"], "ok");
+
+    let spec: serde_json::Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
+    for (method, path) in auth::routes::ROUTES {
+        let relative = path.trim_start_matches("/api/auth");
+        if ["/healthz", "/readyz", "/openapi.json", "/docs"].contains(&relative) {
+            continue;
+        }
+        let operation = &spec["paths"][*path][method.to_lowercase()];
+        assert!(
+            operation.is_object(),
+            "{method} {path} is missing from openapi.json"
+        );
+    }
+
+    let docs = app
+        .client
+        .get(app.url("/docs"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(docs.contains("/api/auth/docs/swagger-ui-bundle.js"));
+    assert!(
+        !docs.contains("https://"),
+        "docs page must not load anything from the network"
+    );
+    let bundle = app
+        .client
+        .get(app.url("/docs/swagger-ui-bundle.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bundle.status(), 200);
+    assert!(bundle.bytes().await.unwrap().len() > 100_000);
+
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("http_requests_total{"), "{metrics}");
+    assert!(
+        metrics.contains(r#"route="/api/auth/healthz""#),
+        "{metrics}"
+    );
+    assert!(metrics.contains("http_request_duration_seconds_bucket"));
+}
+
+#[tokio::test]
+async fn request_id_is_echoed_or_generated() {
+    let app = spawn_app().await;
+    let echoed = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echoed.headers()["x-request-id"], "abc-123");
+    let generated = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", "bad\tid")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(generated.headers()["x-request-id"], "bad\tid");
+}
+
+#[tokio::test]
+async fn unknown_routes_and_malformed_bodies_are_problems() {
+    let app = spawn_app().await;
+    let (status, _, body) = problem(app.client.get(app.url("/nope")).send().await.unwrap()).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+
+    let malformed = app
+        .client
+        .post(app.url("/login"))
+        .header("content-type", "application/json")
+        .body("{\"email\":")
+        .send()
+        .await
+        .unwrap();
+    let (status, _, _) = problem(malformed).await;
+    assert_eq!(status, 400);
+
+    let form = app
+        .client
+        .post(app.url("/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("email=a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(form).await.0, 415);
+}
+
+#[tokio::test]
+async fn readiness_reports_a_broker_outage() {
+    let proxy = testkit::TcpProxy::start("127.0.0.1:5672".parse().unwrap())
+        .await
+        .unwrap();
+    let app = spawn_app_with(|config| {
+        config.amqp_url = secrecy::SecretString::from(format!(
+            "amqp://guest:guest@127.0.0.1:{}/%2f",
+            proxy.port()
+        ));
+    })
+    .await;
+    proxy.cut();
+    let reported = testkit::eventually(std::time::Duration::from_secs(10), || async {
+        let response = app.client.get(app.url("/readyz")).send().await.ok()?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.ok()?;
+        (status == 503 && body["checks"]["broker"] != "ok" && body["checks"]["database"] == "ok")
+            .then_some(())
+    })
+    .await;
+    assert!(reported.is_some(), "readyz did not report the broker");
+    proxy.restore();
+}
+
+fn auth_binary() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_auth"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    command
+}
+
+#[test]
+fn bad_configuration_stops_with_one_line_naming_the_variable() {
+    for (variable, value) in [
+        ("PORT", "eighty"),
+        ("DATABASE_URL", "mysql://localhost/auth"),
+        ("ACCESS_TOKEN_TTL_SECS", "5"),
+        ("COOKIE_SECURE", "maybe"),
+        ("RETRY_DELAYS_MS", "1,x"),
+    ] {
+        let output = auth_binary()
+            .arg("migrate")
+            .env(variable, value)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{variable}={value} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{stderr}");
+        assert!(lines[0].contains(variable), "{stderr}");
+        assert!(
+            !lines[0].contains(value) || variable == "DATABASE_URL",
+            "value echoed: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn env_example_lists_every_variable() {
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.env.example"))
+            .unwrap();
+    let documented =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/config.rs")).unwrap();
+    let variables: Vec<&str> = documented
+        .lines()
+        .filter_map(|l| l.strip_prefix("//! | `"))
+        .filter_map(|l| l.split('`').next())
+        .filter(|v| {
+            v.chars()
+                .all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit())
+        })
+        .collect();
+    assert!(variables.len() > 15);
+    for variable in variables {
+        assert!(
+            example.lines().any(|l| l
+                .trim_start_matches("# ")
+                .starts_with(&format!("{variable}="))),
+            "{variable} is not in .env.example"
+        );
+    }
+}
+
+#[test]
+fn migrations_go_up_down_and_up_again() {
+    let db = fresh_database();
+    let mut conn = db.connect().unwrap();
+    platform::db::revert_all(&mut conn, auth::MIGRATIONS).unwrap();
+    platform::db::migrate(&mut conn, auth::MIGRATIONS, auth::MIGRATION_LOCK).unwrap();
+}
+
+#[test]
+fn bus_tables_match_the_bus_crate() {
+    let up = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/migrations/2026-11-25-000001_init/up.sql"
+    ))
+    .unwrap();
+    assert!(
+        up.contains(bus::outbox::MIGRATION_SQL.trim()),
+        "outbox DDL drifted from crates/bus/sql"
+    );
+}
