@@ -56,6 +56,7 @@ if ! port_open "$PG_HOST" "$PG_PORT"; then
 fi
 need_package psql postgresql-client
 need_package pgbench postgresql-contrib || true
+need_package jq jq || true
 
 # RabbitMQ
 if ! port_open "$AMQP_HOST" "$AMQP_PORT"; then

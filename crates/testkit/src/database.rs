@@ -22,8 +22,15 @@ struct DbName {
     datname: String,
 }
 
+/// Tests talk to a local server: no TLS. Besides being pointless on
+/// loopback, libpq's OpenSSL teardown at process exit races with pool
+/// threads still connecting and can abort the test binary.
+fn database_url(name: &str) -> String {
+    format!("{}/{}?sslmode=disable", crate::postgres_server_url(), name)
+}
+
 fn admin_connection() -> anyhow::Result<PgConnection> {
-    let url = format!("{}/postgres", crate::postgres_server_url());
+    let url = database_url("postgres");
     PgConnection::establish(&url)
         .map_err(|err| anyhow::anyhow!("cannot reach PostgreSQL at {url}: {err}"))
 }
@@ -98,7 +105,7 @@ impl TestDatabase {
             quote_ident(&template)
         ))
         .execute(&mut admin)?;
-        let url = format!("{}/{}", crate::postgres_server_url(), name);
+        let url = database_url(&name);
         Ok(Self { name, url })
     }
 
@@ -123,7 +130,7 @@ impl TestDatabase {
         .execute(admin)?;
         diesel::sql_query(format!("CREATE DATABASE {}", quote_ident(&building))).execute(admin)?;
         {
-            let url = format!("{}/{}", crate::postgres_server_url(), building);
+            let url = database_url(&building);
             let mut conn = PgConnection::establish(&url)?;
             migrate(&mut conn)?;
         }
