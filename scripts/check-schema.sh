@@ -14,7 +14,7 @@ for migrations in services/*/migrations; do
   for up in "$migrations"/*/up.sql; do
     psql -q -v ON_ERROR_STOP=1 "$server/$db" -f "$up" >/dev/null
   done
-  if ! diesel print-schema --database-url "$server/$db" | diff -u "services/$service/src/schema.rs" -; then
+  if ! diesel print-schema --database-url "$server/$db" | rustfmt --edition 2021 | diff -u "services/$service/src/schema.rs" -; then
     echo "schema drift in services/$service/src/schema.rs (regenerate with diesel print-schema)"
     status=1
   fi

@@ -12,7 +12,7 @@ if [ -f .env ]; then set -a; . ./.env; set +a; fi
 export COOKIE_SECURE=${COOKIE_SECURE:-false}
 export RUST_LOG=${RUST_LOG:-info}
 
-services=(auth)
+services=(auth accounts)
 
 echo "building ${services[*]}..."
 cargo build --quiet $(printf -- '-p %s ' "${services[@]}")
@@ -31,5 +31,6 @@ for service in "${services[@]}"; do
   pids+=($!)
 done
 
-echo "auth:  http://localhost:8001/api/auth/docs"
+echo "auth:      http://localhost:8001/api/auth/docs"
+echo "accounts:  http://localhost:8002/api/accounts/docs"
 wait

@@ -98,12 +98,15 @@ impl JwksClient {
         self.keys.read().ok()?.get(kid).cloned()
     }
 
+    /// Fetches the set unless one was fetched (or failed) within the minimum
+    /// interval. The attempt is recorded when it completes: a request that
+    /// is cancelled mid-fetch (its client went away) does not hold back the
+    /// next one.
     async fn refetch(&self) {
         let mut last = self.last_fetch.lock().await;
         if last.is_some_and(|at| at.elapsed() < self.min_refetch_interval) {
             return;
         }
-        *last = Some(Instant::now());
         let fetched = async {
             self.http
                 .get(&self.url)
@@ -114,6 +117,7 @@ impl JwksClient {
                 .await
         }
         .await;
+        *last = Some(Instant::now());
         match fetched {
             Ok(set) => {
                 let keys: HashMap<_, _> = set

@@ -1,7 +1,15 @@
 use domain::claims::{AccessClaims, ACCESS_TOKEN_TYPE, AUDIENCE};
 use futures_util::future::BoxFuture;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
 
 /// Where verification keys come from, by `kid`.
 pub trait KeyProvider: Send + Sync {
@@ -23,11 +31,20 @@ pub enum TokenError {
 }
 
 /// Verifies access tokens. Cheap to clone.
+///
+/// A signature check costs tens of microseconds, so tokens already verified
+/// are remembered (by their exact text) until they expire; a hit still
+/// requires the signing key to be current, so a retired key takes its
+/// tokens with it.
 #[derive(Clone)]
 pub struct Verifier {
     keys: Arc<dyn KeyProvider>,
     validation: Validation,
+    verified: Arc<Mutex<HashMap<String, AccessClaims>>>,
 }
+
+/// Verified tokens remembered at most; the cache starts over when full.
+const CACHE_CAPACITY: usize = 10_000;
 
 impl Verifier {
     /// Leeway for clock skew, in seconds.
@@ -41,7 +58,33 @@ impl Verifier {
         validation.validate_exp = true;
         validation.validate_nbf = true;
         validation.leeway = Self::LEEWAY_SECS;
-        Self { keys, validation }
+        Self {
+            keys,
+            validation,
+            verified: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    fn remembered(&self, token: &str) -> Option<AccessClaims> {
+        let now = chrono_now();
+        let mut cache = self.verified.lock().ok()?;
+        match cache.get(token) {
+            Some(claims) if claims.exp + Self::LEEWAY_SECS as i64 > now => Some(claims.clone()),
+            Some(_) => {
+                cache.remove(token);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn remember(&self, token: &str, claims: &AccessClaims) {
+        if let Ok(mut cache) = self.verified.lock() {
+            if cache.len() >= CACHE_CAPACITY {
+                cache.clear();
+            }
+            cache.insert(token.to_string(), claims.clone());
+        }
     }
 
     /// Checks signature and claims. `jku`, `x5u` and an embedded `jwk` are
@@ -56,11 +99,15 @@ impl Verifier {
         }
         let kid = header.kid.ok_or(TokenError::UnknownKey)?;
         let key = self.keys.key(kid).await.ok_or(TokenError::UnknownKey)?;
+        if let Some(claims) = self.remembered(token) {
+            return Ok(claims);
+        }
         let data = jsonwebtoken::decode::<AccessClaims>(token, &key, &self.validation)
             .map_err(|err| TokenError::Invalid(err.to_string()))?;
         if data.claims.sub.is_empty() {
             return Err(TokenError::Invalid("empty sub".into()));
         }
+        self.remember(token, &data.claims);
         Ok(data.claims)
     }
 }

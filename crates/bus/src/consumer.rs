@@ -53,6 +53,17 @@ pub enum HandlerError {
     Permanent(String),
 }
 
+/// A permanent failure unless the envelope has the version this build reads.
+pub fn require_version(version: u32, expected: u32) -> Result<(), HandlerError> {
+    if version == expected {
+        Ok(())
+    } else {
+        Err(HandlerError::Permanent(format!(
+            "unsupported version {version} (expected {expected})"
+        )))
+    }
+}
+
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, message: Incoming) -> impl Future<Output = Result<(), HandlerError>> + Send;
 }

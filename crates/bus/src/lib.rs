@@ -18,3 +18,25 @@ pub use consumer::{ConsumerSpec, Handler, HandlerError, Incoming};
 pub use outbox::{OutboxRelay, RelayHandle};
 pub use publisher::Publisher;
 pub use topology::Names;
+
+/// Readiness checks of a service with a database and a broker connection.
+pub fn readiness(
+    pool: platform::db::PgPool,
+    status: BrokerStatus,
+) -> platform::http::health::Readiness {
+    platform::http::health::Readiness::new()
+        .check("database", move || {
+            let pool = pool.clone();
+            Box::pin(async move { platform::db::ping(&pool).await })
+        })
+        .check("broker", move || {
+            let connected = status.is_connected();
+            Box::pin(async move {
+                if connected {
+                    Ok(())
+                } else {
+                    Err("not connected".to_string())
+                }
+            })
+        })
+}

@@ -13,6 +13,24 @@ pub const JOBS: &str = "jobs";
 /// unroutable before its worker first starts.
 pub const JOB_QUEUES: [&str; 2] = ["email", "provisioning"];
 
+/// Every service's event queue and what it is bound to. Each service
+/// declares all of them when it connects, so an event published before its
+/// consumer first started still finds its queue.
+pub const EVENT_QUEUES: &[(&str, &[&str])] = &[
+    (
+        "auth.events",
+        &[
+            "account.roles_changed",
+            "account.disabled",
+            "account.enabled",
+        ],
+    ),
+    (
+        "accounts.events",
+        &["user.registered", "user.email_verified"],
+    ),
+];
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Names {
     prefix: String,
@@ -50,7 +68,7 @@ fn durable_queue() -> QueueDeclareOptions {
     }
 }
 
-/// Declares `events` and `jobs` and the job queues bound to `jobs`.
+/// Declares `events` and `jobs`, the job queues and every event queue.
 pub async fn declare_publishing(channel: &Channel, names: &Names) -> lapin::Result<()> {
     let durable = ExchangeDeclareOptions {
         durable: true,
@@ -74,6 +92,11 @@ pub async fn declare_publishing(channel: &Channel, names: &Names) -> lapin::Resu
         .await?;
     for queue in JOB_QUEUES {
         declare_bound_queue(channel, names, queue, JOBS, queue).await?;
+    }
+    for (queue, routing_keys) in EVENT_QUEUES {
+        for key in *routing_keys {
+            declare_bound_queue(channel, names, queue, EVENTS, key).await?;
+        }
     }
     Ok(())
 }

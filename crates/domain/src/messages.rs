@@ -122,6 +122,22 @@ impl Contract for AccountEnabled {
     const ROUTE: Route = Route::Event;
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountProfileUpdated {
+    pub user_id: Uuid,
+    pub display_name: String,
+    pub avatar_url: Option<String>,
+    pub locale: Option<String>,
+    pub timezone: Option<String>,
+    pub revision: i64,
+}
+
+impl Contract for AccountProfileUpdated {
+    const TYPE: &'static str = "account.profile_updated";
+    const VERSION: u32 = 1;
+    const ROUTE: Route = Route::Event;
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EmailTemplate {

@@ -106,6 +106,35 @@ pub fn require_scheme(variable: &str, value: &str, schemes: &[&str]) -> Result<(
     }
 }
 
+/// Default consumer retry delays: 1 s, 10 s, 1 min, 5 min.
+pub const DEFAULT_RETRY_DELAYS_MS: &str = "1000,10000,60000,300000";
+
+/// Parses a comma-separated list of positive milliseconds.
+pub fn retry_delays(variable: &str, raw: &str) -> Result<Vec<std::time::Duration>, ConfigError> {
+    let delays: Result<Vec<_>, _> = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<u64>()
+                .ok()
+                .filter(|ms| *ms > 0)
+                .map(std::time::Duration::from_millis)
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        variable,
+                        "must be a comma-separated list of positive milliseconds",
+                    )
+                })
+        })
+        .collect();
+    let delays = delays?;
+    if delays.is_empty() {
+        return Err(ConfigError::new(variable, "must list at least one delay"));
+    }
+    Ok(delays)
+}
+
 /// Checks a numeric setting against a range.
 pub fn require_range<N: PartialOrd + fmt::Display>(
     variable: &str,

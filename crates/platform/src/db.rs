@@ -116,6 +116,23 @@ pub fn migrate(
     result
 }
 
+/// What a service does before serving: create its database if absent,
+/// build the pool, apply migrations under `lock_key`.
+pub fn prepare(
+    url: &str,
+    pool_size: u32,
+    migrations: EmbeddedMigrations,
+    lock_key: i64,
+) -> Result<PgPool, anyhow::Error> {
+    ensure_database(url)?;
+    let pool = pool(url, pool_size);
+    let mut conn = pool
+        .get()
+        .map_err(|err| anyhow::anyhow!("cannot connect to the database: {err}"))?;
+    migrate(&mut conn, migrations, lock_key)?;
+    Ok(pool)
+}
+
 /// Reverts every applied migration (used by the migration round-trip test).
 pub fn revert_all(
     conn: &mut PgConnection,

@@ -1,7 +1,7 @@
 //! AMQP names of a test's own: a prefix that no other test uses, and the
 //! deletion of what the test declared under it when it ends.
 
-use bus::topology::{Names, EVENTS, JOBS, JOB_QUEUES};
+use bus::topology::{Names, EVENTS, EVENT_QUEUES, JOBS, JOB_QUEUES};
 
 pub struct TestBus {
     names: Names,
@@ -24,6 +24,9 @@ impl TestBus {
         for queue in JOB_QUEUES {
             bus.track_queue(queue);
             bus.track_queue(&format!("{queue}.dead"));
+        }
+        for (queue, _) in EVENT_QUEUES {
+            bus.track_queue(queue);
         }
         bus
     }

@@ -35,7 +35,13 @@ pub async fn main() -> ExitCode {
                 .await
         }
         "create-admin" => match admin_arguments(&args[1..]) {
-            Ok((email, name)) => create_admin(config, email, name).await,
+            Ok((email, name)) => match tokio::task::spawn_blocking(read_password).await {
+                Ok(Ok(password)) => create_admin(config, email.clone(), name, password)
+                    .await
+                    .map(|id| println!("created admin {id} ({email})")),
+                Ok(Err(err)) => Err(err),
+                Err(err) => Err(err.into()),
+            },
             Err(message) => Err(anyhow::anyhow!("{message}\n{USAGE}")),
         },
         "rotate-keys" => blocking(move || rotate_keys(&config)).await,
@@ -101,15 +107,22 @@ fn read_password() -> anyhow::Result<Password> {
     Password::parse(&raw).map_err(|e| anyhow::anyhow!("password {e}"))
 }
 
-async fn create_admin(config: Config, email: Email, name: DisplayName) -> anyhow::Result<()> {
-    let password = tokio::task::spawn_blocking(read_password).await??;
+/// Creates an administrator (roles user and admin, email verified);
+/// `user.registered` with kind `admin` leaves through the outbox, so the
+/// accounts service lists them too.
+pub async fn create_admin(
+    config: Config,
+    email: Email,
+    name: DisplayName,
+    password: Password,
+) -> anyhow::Result<uuid::Uuid> {
     let hasher = crate::domain::password::Hasher::new(
         config.argon2_memory_kib,
         config.argon2_iterations,
         config.argon2_parallelism,
     )?;
     let hash = hasher.hash(&password).await?;
-    blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let pool = startup::migrate(&config)?;
         let mut conn = pool.get()?;
         let user = conn.transaction(|conn| -> anyhow::Result<_> {
@@ -138,10 +151,9 @@ async fn create_admin(config: Config, email: Email, name: DisplayName) -> anyhow
             )?;
             Ok(user)
         })?;
-        println!("created admin {} ({})", user.id, email);
-        Ok(())
+        Ok(user.id)
     })
-    .await
+    .await?
 }
 
 fn rotate_keys(config: &Config) -> anyhow::Result<()> {

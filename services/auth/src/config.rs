@@ -134,7 +134,7 @@ mod defaults {
         10
     }
     pub fn retry_delays() -> String {
-        "1000,10000,60000,300000".into()
+        platform::config::DEFAULT_RETRY_DELAYS_MS.into()
     }
 }
 
@@ -214,23 +214,7 @@ impl Config {
     }
 
     pub fn retry_delays(&self) -> Result<Vec<Duration>, ConfigError> {
-        self.retry_delays_ms
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.parse::<u64>()
-                    .ok()
-                    .filter(|ms| *ms > 0)
-                    .map(Duration::from_millis)
-                    .ok_or_else(|| {
-                        ConfigError::new(
-                            "RETRY_DELAYS_MS",
-                            "must be a comma-separated list of positive milliseconds",
-                        )
-                    })
-            })
-            .collect()
+        platform::config::retry_delays("RETRY_DELAYS_MS", &self.retry_delays_ms)
     }
 
     pub fn allowed_origin_list(&self) -> Vec<String> {

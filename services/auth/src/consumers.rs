@@ -38,29 +38,20 @@ enum Change {
 }
 
 fn parse(message: &Incoming) -> Result<Change, HandlerError> {
-    fn check_version(version: u32, expected: u32) -> Result<(), HandlerError> {
-        if version == expected {
-            Ok(())
-        } else {
-            Err(HandlerError::Permanent(format!(
-                "unsupported version {version}"
-            )))
-        }
-    }
     match message.message_type.as_str() {
         AccountRolesChanged::TYPE => {
             let envelope = message.envelope::<AccountRolesChanged>()?;
-            check_version(envelope.version, AccountRolesChanged::VERSION)?;
+            bus::consumer::require_version(envelope.version, AccountRolesChanged::VERSION)?;
             Ok(Change::Roles(envelope.data))
         }
         AccountDisabled::TYPE => {
             let envelope = message.envelope::<AccountDisabled>()?;
-            check_version(envelope.version, AccountDisabled::VERSION)?;
+            bus::consumer::require_version(envelope.version, AccountDisabled::VERSION)?;
             Ok(Change::Disabled(envelope.data))
         }
         AccountEnabled::TYPE => {
             let envelope = message.envelope::<AccountEnabled>()?;
-            check_version(envelope.version, AccountEnabled::VERSION)?;
+            bus::consumer::require_version(envelope.version, AccountEnabled::VERSION)?;
             Ok(Change::Enabled(envelope.data))
         }
         other => Err(HandlerError::Permanent(format!(

@@ -7,13 +7,13 @@ use crate::domain::keys::Keyring;
 use crate::domain::password::Hasher;
 use crate::routes;
 use crate::state::AppState;
-use actix_web::dev::Server;
-use actix_web::{middleware::from_fn, web, App, HttpServer};
+use actix_web::web;
 use authn::{StaticKeys, Verifier};
 use bus::{Broker, OutboxRelay};
 use platform::db::{self, PgPool};
-use platform::http::health::{self, ApiDocs, Readiness};
+use platform::http::health::ApiDocs;
 use platform::http::metrics::Metrics;
+use platform::http::server::{self, HttpSpec, Running};
 use platform::Shutdown;
 use secrecy::ExposeSecret;
 use std::net::TcpListener;
@@ -22,23 +22,16 @@ use std::time::Duration;
 
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
-pub struct Application {
-    port: u16,
-    server: Server,
-    background: Vec<tokio::task::JoinHandle<()>>,
-    shutdown: Shutdown,
-}
+pub struct Application(Running);
 
 /// Creates the database if needed and applies migrations.
 pub fn migrate(config: &Config) -> anyhow::Result<PgPool> {
-    let url = config.database_url.expose_secret();
-    db::ensure_database(url)?;
-    let pool = db::pool(url, config.database_pool_size);
-    let mut conn = pool
-        .get()
-        .map_err(|err| anyhow::anyhow!("cannot connect to the database: {err}"))?;
-    db::migrate(&mut conn, crate::MIGRATIONS, crate::MIGRATION_LOCK)?;
-    Ok(pool)
+    db::prepare(
+        config.database_url.expose_secret(),
+        config.database_pool_size,
+        crate::MIGRATIONS,
+        crate::MIGRATION_LOCK,
+    )
 }
 
 impl Application {
@@ -79,101 +72,58 @@ impl Application {
             keyring: Arc::new(RwLock::new(keyring)),
             relay: relay.handle(),
         };
-        let metrics = Metrics::new(crate::SERVICE)?;
-        let readiness = readiness(pool.clone(), broker.clone());
-
+        let spec = HttpSpec {
+            prefix: routes::PREFIX,
+            readiness: bus::readiness(pool.clone(), broker.status.clone()),
+            docs: ApiDocs {
+                title: "auth API",
+                openapi_json: OPENAPI,
+            },
+            metrics: Metrics::new(crate::SERVICE)?,
+        };
         let listener = TcpListener::bind((config.host.as_str(), config.port))?;
         let port = listener.local_addr()?.port();
         let server = {
             let state = state.clone();
-            HttpServer::new(move || {
-                App::new()
-                    .wrap(from_fn(platform::http::middleware::request_telemetry))
-                    .app_data(web::Data::new(state.clone()))
+            server::serve(listener, spec, move |cfg| {
+                cfg.app_data(web::Data::new(state.clone()))
                     .app_data(web::Data::new(verifier.clone()))
-                    .app_data(web::Data::new(metrics.clone()))
-                    .configure(platform::http::configure_extractors)
-                    .configure(|cfg| {
-                        health::mount(
-                            cfg,
-                            routes::PREFIX,
-                            readiness.clone(),
-                            ApiDocs {
-                                title: "auth API",
-                                openapi_json: OPENAPI,
-                            },
-                        )
-                    })
-                    .configure(routes::configure)
-                    .default_service(web::to(platform::http::problem::not_found))
-            })
-            .listen(listener)?
-            .shutdown_timeout(30)
-            .run()
+                    .configure(routes::configure);
+            })?
         };
 
         let shutdown = Shutdown::new();
+        let mut running = Running::new(port, server, shutdown.clone());
         let consumer_spec = AccountEvents::spec(config.retry_delays()?);
-        let background = vec![
-            tokio::spawn(relay.run(shutdown.clone())),
-            tokio::spawn(bus::consumer::run(
-                broker,
-                consumer_spec,
-                Arc::new(AccountEvents::new(pool.clone())),
-                shutdown.clone(),
-            )),
-            tokio::spawn(reload_keys(
-                state,
-                verification_keys,
-                Duration::from_secs(config.key_reload_secs),
-                shutdown.clone(),
-            )),
-        ];
-        Ok(Self {
-            port,
-            server,
-            background,
+        running.spawn(relay.run(shutdown.clone()));
+        running.spawn(bus::consumer::run(
+            broker,
+            consumer_spec,
+            Arc::new(AccountEvents::new(pool.clone())),
+            shutdown.clone(),
+        ));
+        running.spawn(reload_keys(
+            state,
+            verification_keys,
+            Duration::from_secs(config.key_reload_secs),
             shutdown,
-        })
+        ));
+        Ok(Self(running))
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.0.port()
     }
 
-    /// Serves until SIGTERM or Ctrl-C (actix handles both gracefully), then
-    /// stops the background tasks and lets them finish.
+    /// Serves until SIGTERM or Ctrl-C, then lets background work finish.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let result = self.server.await;
-        self.shutdown.trigger();
-        for task in self.background {
-            let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
-        }
-        result.map_err(Into::into)
+        self.0.run_until_stopped().await.map_err(Into::into)
     }
 
     /// For tests: a handle that stops the server.
     pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
-        self.server.handle()
+        self.0.server_handle()
     }
-}
-
-fn readiness(pool: PgPool, broker: Broker) -> Readiness {
-    Readiness::new()
-        .check("database", move || {
-            let pool = pool.clone();
-            Box::pin(async move { db::ping(&pool).await })
-        })
-        .check("broker", move || {
-            let connected = broker.status.is_connected();
-            Box::pin(async move {
-                if connected {
-                    Ok(())
-                } else {
-                    Err("not connected".to_string())
-                }
-            })
-        })
 }
 
 /// Picks up keys rotated by `auth rotate-keys` (or another replica).

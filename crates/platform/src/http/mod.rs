@@ -5,6 +5,7 @@ pub mod health;
 pub mod metrics;
 pub mod middleware;
 pub mod problem;
+pub mod server;
 
 use actix_web::web;
 

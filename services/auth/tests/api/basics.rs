@@ -237,3 +237,56 @@ fn bus_tables_match_the_bus_crate() {
         "outbox DDL drifted from crates/bus/sql"
     );
 }
+
+#[tokio::test]
+async fn sigterm_drains_and_exits_zero() {
+    let db = fresh_database();
+    let bus = testkit::TestBus::new();
+    bus.track_consumer(&auth::consumers::AccountEvents::spec(vec![
+        std::time::Duration::from_millis(50),
+    ]));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let mut child = auth_binary()
+        .env("DATABASE_URL", db.url())
+        .env("AMQP_PREFIX", bus.prefix())
+        .env("PORT", port.to_string())
+        .env("RETRY_DELAYS_MS", "50")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let ready = testkit::eventually(std::time::Duration::from_secs(20), || async {
+        let response = client
+            .get(format!("http://127.0.0.1:{port}/api/auth/readyz"))
+            .send()
+            .await
+            .ok()?;
+        response.status().is_success().then_some(())
+    })
+    .await;
+    assert!(ready.is_some(), "the binary did not become ready");
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn the_shared_topology_declares_this_consumers_bindings() {
+    let spec = auth::consumers::AccountEvents::spec(vec![]);
+    let (_, keys) = bus::topology::EVENT_QUEUES
+        .iter()
+        .find(|(queue, _)| *queue == auth::consumers::QUEUE)
+        .expect("queue listed in bus::topology::EVENT_QUEUES");
+    let bound: Vec<&str> = spec.bindings.iter().map(|(_, key)| key.as_str()).collect();
+    assert_eq!(bound, keys.to_vec());
+}

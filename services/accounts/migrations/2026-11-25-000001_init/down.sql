@@ -1,0 +1,3 @@
+DROP TABLE profiles;
+DROP TABLE processed_messages;
+DROP TABLE outbox;

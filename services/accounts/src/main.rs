@@ -1,0 +1,39 @@
+use accounts::config::Config;
+use accounts::startup::{self, Application};
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: accounts [serve | migrate]";
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    let command = std::env::args().nth(1).unwrap_or_else(|| "serve".into());
+    if matches!(command.as_str(), "-h" | "--help" | "help") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let config = Config::from_env_or_exit();
+    let _telemetry = platform::telemetry::init(accounts::SERVICE);
+    let outcome = match command.as_str() {
+        "serve" => match Application::build(config).await {
+            Ok(application) => {
+                tracing::info!(port = application.port(), "accounts listening");
+                application.run_until_stopped().await
+            }
+            Err(err) => Err(err),
+        },
+        "migrate" => tokio::task::spawn_blocking(move || {
+            startup::migrate(&config).map(|_| println!("migrations applied"))
+        })
+        .await
+        .map_err(anyhow::Error::from)
+        .and_then(|r| r),
+        other => Err(anyhow::anyhow!("unknown command `{other}`\n{USAGE}")),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("accounts: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

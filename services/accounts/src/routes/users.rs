@@ -1,0 +1,215 @@
+use crate::error::{Error, Result};
+use crate::state::AppState;
+use crate::store::profiles::{self, Filter, ProfileRow};
+use actix_web::{web, HttpResponse};
+use authn::Caller;
+use diesel::Connection;
+use domain::messages::{AccountDisabled, AccountEnabled, AccountRolesChanged};
+use domain::{Role, UserId};
+use platform::db;
+use platform::http::extract::{Json, Query};
+use platform::Problem;
+use serde::Deserialize;
+use uuid::Uuid;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    q: Option<String>,
+    role: Option<Role>,
+    status: Option<Status>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum Status {
+    Active,
+    Disabled,
+}
+
+/// `GET /users`: admins search the directory.
+pub async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: Query<ListQuery>,
+) -> Result<HttpResponse> {
+    caller.require(Role::Admin)?;
+    let query = query.0;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(Problem::invalid_field("limit", "must be between 1 and 200").into());
+    }
+    let cursor = match query.cursor.as_deref() {
+        Some(raw) => Some(
+            Uuid::parse_str(raw)
+                .map_err(|_| Problem::invalid_field("cursor", "is not a valid cursor"))?,
+        ),
+        None => None,
+    };
+    let q = query
+        .q
+        .map(|q| q.trim().to_string())
+        .filter(|q| !q.is_empty());
+    if q.as_ref().is_some_and(|q| q.chars().count() > 254) {
+        return Err(Problem::invalid_field("q", "must be at most 254 characters").into());
+    }
+    let filter = Filter {
+        q,
+        role: query.role,
+        status: query.status.map(|s| match s {
+            Status::Active => profiles::ACTIVE.to_string(),
+            Status::Disabled => profiles::DISABLED.to_string(),
+        }),
+    };
+    let rows = db::run(&state.pool, move |conn| {
+        profiles::search(conn, &filter, cursor, limit + 1).map_err(Error::from)
+    })
+    .await?;
+    let has_more = rows.len() as i64 > limit;
+    let items: Vec<_> = rows
+        .iter()
+        .take(limit as usize)
+        .map(ProfileRow::to_profile)
+        .collect();
+    let next_cursor = has_more
+        .then(|| items.last().map(|p| p.id.to_string()))
+        .flatten();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items, "next_cursor": next_cursor })))
+}
+
+/// `GET /users/{id}`: admins and staff read a profile.
+pub async fn show(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse> {
+    caller.require_any(&[Role::Admin, Role::Staff])?;
+    let profile = super::me::load(&state, UserId(path.into_inner()))
+        .await
+        .map_err(|_| no_such_user())?;
+    Ok(HttpResponse::Ok().json(profile.to_profile()))
+}
+
+fn no_such_user() -> Error {
+    Problem::not_found("no such user").into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolesBody {
+    roles: Vec<Role>,
+}
+
+/// `PUT /users/{id}/roles`: admins set a user's roles; `account.roles_changed`.
+/// An admin cannot take the admin role from themselves, so the platform
+/// always keeps an admin.
+pub async fn set_roles(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<Uuid>,
+    body: Json<RolesBody>,
+) -> Result<HttpResponse> {
+    caller.require(Role::Admin)?;
+    let target = UserId(path.into_inner());
+    let roles = domain::role::parse_roles(body.into_inner().roles.iter().map(Role::as_str));
+    if roles.is_empty() {
+        return Err(Problem::invalid_field("roles", "must name at least one role").into());
+    }
+    if target == caller.user_id && !roles.contains(&Role::Admin) {
+        return Err(Problem::forbidden("you cannot remove your own admin role").into());
+    }
+    let profile = db::run(&state.pool, move |conn| {
+        conn.transaction(|conn| {
+            let Some(current) = profiles::find_for_update(conn, target)? else {
+                return Ok(None);
+            };
+            if current.roles() == roles {
+                return Ok(Some(current));
+            }
+            let profile = profiles::set_roles(conn, target, &roles)?;
+            bus::outbox::enqueue(
+                conn,
+                AccountRolesChanged {
+                    user_id: profile.id,
+                    roles: profile.roles(),
+                    revision: profile.revision,
+                },
+            )?;
+            Ok::<_, diesel::result::Error>(Some(profile))
+        })
+        .map_err(Error::from)
+    })
+    .await?
+    .ok_or_else(no_such_user)?;
+    state.relay.wake();
+    Ok(HttpResponse::Ok().json(profile.to_profile()))
+}
+
+/// `POST /users/{id}/disable`: every session of the user ends (auth acts on
+/// `account.disabled`). Admins cannot disable themselves.
+pub async fn disable(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse> {
+    caller.require(Role::Admin)?;
+    let target = UserId(path.into_inner());
+    if target == caller.user_id {
+        return Err(Problem::forbidden("you cannot disable your own account").into());
+    }
+    change_status(&state, target, profiles::DISABLED).await
+}
+
+/// `POST /users/{id}/enable`.
+pub async fn enable(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse> {
+    caller.require(Role::Admin)?;
+    change_status(&state, UserId(path.into_inner()), profiles::ACTIVE).await
+}
+
+/// Sets the status; a repeated request changes nothing and emits nothing.
+async fn change_status(
+    state: &AppState,
+    target: UserId,
+    status: &'static str,
+) -> Result<HttpResponse> {
+    let profile = db::run(&state.pool, move |conn| {
+        conn.transaction(|conn| {
+            let Some(current) = profiles::find_for_update(conn, target)? else {
+                return Ok(None);
+            };
+            if current.status == status {
+                return Ok(Some(current));
+            }
+            let profile = profiles::set_status(conn, target, status)?;
+            if status == profiles::DISABLED {
+                bus::outbox::enqueue(
+                    conn,
+                    AccountDisabled {
+                        user_id: profile.id,
+                        revision: profile.revision,
+                    },
+                )?;
+            } else {
+                bus::outbox::enqueue(
+                    conn,
+                    AccountEnabled {
+                        user_id: profile.id,
+                        revision: profile.revision,
+                    },
+                )?;
+            }
+            Ok::<_, diesel::result::Error>(Some(profile))
+        })
+        .map_err(Error::from)
+    })
+    .await?
+    .ok_or_else(no_such_user)?;
+    state.relay.wake();
+    Ok(HttpResponse::Ok().json(profile.to_profile()))
+}

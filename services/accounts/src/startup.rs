@@ -1,0 +1,96 @@
+//! Builds the application from its configuration; used by `main` and by the
+//! tests alike.
+
+use crate::config::Config;
+use crate::consumers::UserEvents;
+use crate::routes;
+use crate::state::AppState;
+use actix_web::web;
+use authn::{JwksClient, Verifier};
+use bus::{Broker, OutboxRelay};
+use platform::db::{self, PgPool};
+use platform::http::health::ApiDocs;
+use platform::http::metrics::Metrics;
+use platform::http::server::{self, HttpSpec, Running};
+use platform::Shutdown;
+use secrecy::ExposeSecret;
+use std::net::TcpListener;
+use std::sync::Arc;
+
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+pub struct Application(Running);
+
+/// Creates the database if needed and applies migrations.
+pub fn migrate(config: &Config) -> anyhow::Result<PgPool> {
+    db::prepare(
+        config.database_url.expose_secret(),
+        config.database_pool_size,
+        crate::MIGRATIONS,
+        crate::MIGRATION_LOCK,
+    )
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let pool = {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || migrate(&config)).await??
+        };
+        let verifier = Verifier::new(
+            &config.jwt_issuer,
+            Arc::new(JwksClient::new(&config.auth_jwks_url)),
+        );
+        let broker = Broker::new(
+            config.amqp_url.expose_secret(),
+            bus::Names::new(config.amqp_prefix.clone()),
+            crate::SERVICE,
+        );
+        let relay = OutboxRelay::new(pool.clone(), broker.clone());
+        let state = AppState {
+            pool: pool.clone(),
+            relay: relay.handle(),
+        };
+        let spec = HttpSpec {
+            prefix: routes::PREFIX,
+            readiness: bus::readiness(pool.clone(), broker.status.clone()),
+            docs: ApiDocs {
+                title: "accounts API",
+                openapi_json: OPENAPI,
+            },
+            metrics: Metrics::new(crate::SERVICE)?,
+        };
+        let listener = TcpListener::bind((config.host.as_str(), config.port))?;
+        let port = listener.local_addr()?.port();
+        let server = server::serve(listener, spec, move |cfg| {
+            cfg.app_data(web::Data::new(state.clone()))
+                .app_data(web::Data::new(verifier.clone()))
+                .configure(routes::configure);
+        })?;
+
+        let shutdown = Shutdown::new();
+        let mut running = Running::new(port, server, shutdown.clone());
+        running.spawn(relay.run(shutdown.clone()));
+        running.spawn(bus::consumer::run(
+            broker,
+            UserEvents::spec(config.retry_delays()?),
+            Arc::new(UserEvents::new(pool)),
+            shutdown,
+        ));
+        Ok(Self(running))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.0.port()
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, then lets background work finish.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.0.run_until_stopped().await.map_err(Into::into)
+    }
+
+    /// For tests: a handle that stops the server.
+    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
+        self.0.server_handle()
+    }
+}

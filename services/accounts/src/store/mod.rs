@@ -1,0 +1,3 @@
+//! Queries, one module per table.
+
+pub mod profiles;

@@ -1,0 +1,226 @@
+use crate::schema::profiles;
+use chrono::{DateTime, Utc};
+use diesel::dsl::sql;
+use diesel::pg::Pg;
+use diesel::prelude::*;
+use diesel::sql_types::{Bool, Text};
+use domain::messages::UserRegistered;
+use domain::{Role, UserId};
+use serde::Serialize;
+use uuid::Uuid;
+
+pub const ACTIVE: &str = "active";
+pub const DISABLED: &str = "disabled";
+
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = profiles, check_for_backend(Pg))]
+pub struct ProfileRow {
+    pub id: Uuid,
+    pub email: Option<String>,
+    pub display_name: String,
+    pub avatar_url: Option<String>,
+    pub locale: Option<String>,
+    pub timezone: Option<String>,
+    pub roles: Vec<Option<String>>,
+    pub status: String,
+    pub email_verified: bool,
+    pub revision: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The profile object of the API.
+#[derive(Debug, Clone, Serialize)]
+pub struct Profile {
+    pub id: Uuid,
+    pub email: Option<String>,
+    pub display_name: String,
+    pub avatar_url: Option<String>,
+    pub locale: Option<String>,
+    pub timezone: Option<String>,
+    pub roles: Vec<Role>,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl ProfileRow {
+    pub fn roles(&self) -> Vec<Role> {
+        domain::role::parse_roles(self.roles.iter().flatten().map(String::as_str))
+    }
+
+    pub fn to_profile(&self) -> Profile {
+        Profile {
+            id: self.id,
+            email: self.email.clone(),
+            display_name: self.display_name.clone(),
+            avatar_url: self.avatar_url.clone(),
+            locale: self.locale.clone(),
+            timezone: self.timezone.clone(),
+            roles: self.roles(),
+            status: self.status.clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+fn role_names(roles: &[Role]) -> Vec<Option<String>> {
+    roles.iter().map(|r| Some(r.as_str().to_string())).collect()
+}
+
+/// Creates the profile of a new user; `false` if it already exists.
+pub fn create_from(conn: &mut PgConnection, event: &UserRegistered) -> QueryResult<bool> {
+    diesel::insert_into(profiles::table)
+        .values((
+            profiles::id.eq(event.user_id),
+            profiles::email.eq(event.email.as_deref()),
+            profiles::display_name.eq(&event.display_name),
+            profiles::roles.eq(role_names(&event.roles)),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .map(|n| n == 1)
+}
+
+pub fn mark_email_verified(conn: &mut PgConnection, id: Uuid) -> QueryResult<usize> {
+    diesel::update(profiles::table.find(id))
+        .set(profiles::email_verified.eq(true))
+        .execute(conn)
+}
+
+pub fn find(conn: &mut PgConnection, id: UserId) -> QueryResult<Option<ProfileRow>> {
+    profiles::table
+        .find(id.as_uuid())
+        .select(ProfileRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Locks the row for a change in this transaction.
+pub fn find_for_update(conn: &mut PgConnection, id: UserId) -> QueryResult<Option<ProfileRow>> {
+    profiles::table
+        .find(id.as_uuid())
+        .select(ProfileRow::as_select())
+        .for_update()
+        .first(conn)
+        .optional()
+}
+
+/// Self-service fields; `None` leaves a field as it is.
+#[derive(Debug, Default, Clone, AsChangeset)]
+#[diesel(table_name = profiles)]
+pub struct ProfileChanges {
+    pub display_name: Option<String>,
+    pub avatar_url: Option<Option<String>>,
+    pub locale: Option<Option<String>>,
+    pub timezone: Option<Option<String>>,
+}
+
+impl ProfileChanges {
+    pub fn is_empty(&self) -> bool {
+        self.display_name.is_none()
+            && self.avatar_url.is_none()
+            && self.locale.is_none()
+            && self.timezone.is_none()
+    }
+}
+
+pub fn update_profile(
+    conn: &mut PgConnection,
+    id: UserId,
+    changes: &ProfileChanges,
+) -> QueryResult<ProfileRow> {
+    diesel::update(profiles::table.find(id.as_uuid()))
+        .set((
+            changes,
+            profiles::revision.eq(profiles::revision + 1),
+            profiles::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(ProfileRow::as_returning())
+        .get_result(conn)
+}
+
+pub fn set_roles(conn: &mut PgConnection, id: UserId, roles: &[Role]) -> QueryResult<ProfileRow> {
+    diesel::update(profiles::table.find(id.as_uuid()))
+        .set((
+            profiles::roles.eq(role_names(roles)),
+            profiles::revision.eq(profiles::revision + 1),
+            profiles::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(ProfileRow::as_returning())
+        .get_result(conn)
+}
+
+pub fn set_status(conn: &mut PgConnection, id: UserId, status: &str) -> QueryResult<ProfileRow> {
+    diesel::update(profiles::table.find(id.as_uuid()))
+        .set((
+            profiles::status.eq(status),
+            profiles::revision.eq(profiles::revision + 1),
+            profiles::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(ProfileRow::as_returning())
+        .get_result(conn)
+}
+
+/// Directory filters.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    /// Matched case-insensitively anywhere in the email or display name.
+    pub q: Option<String>,
+    pub role: Option<Role>,
+    pub status: Option<String>,
+}
+
+fn like_pattern(q: &str) -> String {
+    let escaped = q
+        .to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+/// A page in id order after `cursor`. Ids are time-ordered, so rows
+/// inserted while a client pages land after its cursor: no duplicates and
+/// no gaps among the rows that were there.
+pub fn search(
+    conn: &mut PgConnection,
+    filter: &Filter,
+    cursor: Option<Uuid>,
+    limit: i64,
+) -> QueryResult<Vec<ProfileRow>> {
+    let mut query = profiles::table
+        .select(ProfileRow::as_select())
+        .order(profiles::id.asc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(q) = &filter.q {
+        let pattern = like_pattern(q);
+        query = query.filter(
+            sql::<Bool>("(lower(email) LIKE ")
+                .bind::<Text, _>(pattern.clone())
+                .sql(" OR lower(display_name) LIKE ")
+                .bind::<Text, _>(pattern)
+                .sql(")"),
+        );
+    }
+    if let Some(role) = filter.role {
+        query = query.filter(profiles::roles.contains(vec![Some(role.as_str().to_string())]));
+    }
+    if let Some(status) = &filter.status {
+        query = query.filter(profiles::status.eq(status.clone()));
+    }
+    if let Some(cursor) = cursor {
+        query = query.filter(profiles::id.gt(cursor));
+    }
+    query.load(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(super::like_pattern("A_b%c\\"), "%a\\_b\\%c\\\\%");
+    }
+}

@@ -1,0 +1,120 @@
+use crate::helpers::*;
+
+#[tokio::test]
+async fn health_docs_and_metrics() {
+    let platform = spawn().await;
+    let ready: serde_json::Value = platform
+        .client
+        .get(platform.accounts("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["checks"]["database"], "ok");
+    let spec: serde_json::Value = platform
+        .client
+        .get(platform.accounts("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for (method, path) in accounts::routes::ROUTES {
+        if ["/healthz", "/readyz", "/openapi.json", "/docs"]
+            .iter()
+            .any(|p| path.ends_with(p))
+        {
+            continue;
+        }
+        assert!(
+            spec["paths"][*path][method.to_lowercase()].is_object(),
+            "{method} {path} undocumented"
+        );
+    }
+    let docs = platform
+        .client
+        .get(platform.accounts("/docs"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(docs.contains("/api/accounts/docs/swagger-ui-bundle.js"));
+    let metrics = platform
+        .client
+        .get(format!("{}/metrics", platform.accounts_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("service=\"accounts\""));
+}
+
+#[test]
+fn migrations_go_up_down_and_up_again() {
+    let db = accounts_database();
+    let mut conn = db.connect().unwrap();
+    platform::db::revert_all(&mut conn, accounts::MIGRATIONS).unwrap();
+    platform::db::migrate(&mut conn, accounts::MIGRATIONS, accounts::MIGRATION_LOCK).unwrap();
+}
+
+#[test]
+fn bus_tables_match_the_bus_crate() {
+    let up = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/migrations/2026-11-25-000001_init/up.sql"
+    ))
+    .unwrap();
+    assert!(up.contains(bus::outbox::MIGRATION_SQL.trim()));
+}
+
+#[test]
+fn env_example_lists_every_variable() {
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.env.example"))
+            .unwrap();
+    let documented =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/config.rs")).unwrap();
+    for variable in documented
+        .lines()
+        .filter_map(|l| l.strip_prefix("//! | `"))
+        .filter_map(|l| l.split('`').next())
+        .filter(|v| v.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+    {
+        assert!(
+            example.contains(&format!("{variable}=")),
+            "{variable} is not in .env.example"
+        );
+    }
+}
+
+#[test]
+fn bad_configuration_stops_with_one_line_naming_the_variable() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_accounts"))
+        .arg("migrate")
+        .env_clear()
+        .env("AUTH_JWKS_URL", "ftp://nowhere")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("AUTH_JWKS_URL"), "{stderr}");
+}
+
+#[test]
+fn the_shared_topology_declares_this_consumers_bindings() {
+    let spec = accounts::consumers::UserEvents::spec(vec![]);
+    let (_, keys) = bus::topology::EVENT_QUEUES
+        .iter()
+        .find(|(queue, _)| *queue == accounts::consumers::QUEUE)
+        .expect("queue listed in bus::topology::EVENT_QUEUES");
+    let bound: Vec<&str> = spec.bindings.iter().map(|(_, key)| key.as_str()).collect();
+    assert_eq!(bound, keys.to_vec());
+}

@@ -1,0 +1,190 @@
+use crate::helpers::*;
+use std::collections::HashSet;
+
+/// Inserts profiles straight into the directory (as the consumer would).
+fn seed(platform: &Platform, rows: &[(&str, &str, &str, &str)]) {
+    for (email, name, role, status) in rows {
+        platform.execute(&format!(
+            "INSERT INTO profiles (id, email, display_name, roles, status) VALUES \
+             (uuidv7_like(), '{email}', '{name}', ARRAY['{role}'], '{status}')"
+        ));
+    }
+}
+
+fn install_id_function(platform: &Platform) {
+    // Time-ordered ids like auth's UUIDv7s, so new rows sort last.
+    platform.execute(
+        "CREATE OR REPLACE FUNCTION uuidv7_like() RETURNS uuid AS $$ \
+         SELECT (lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000000)::bigint), 16, '0') \
+                 || substr(md5(random()::text), 1, 16))::uuid $$ LANGUAGE sql",
+    );
+}
+
+async fn ids(platform: &Platform, token: &str, query: &str) -> Vec<String> {
+    let body: serde_json::Value = platform
+        .get(&format!("/users?{query}"), token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["email"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn search_matches_prefix_and_substring_case_insensitively_with_filters() {
+    let platform = spawn().await;
+    let admin = platform.admin().await;
+    install_id_function(&platform);
+    seed(
+        &platform,
+        &[
+            ("grace.hopper@navy.mil", "Grace Hopper", "staff", "active"),
+            ("ada@lovelace.org", "Ada Lovelace", "user", "active"),
+            ("alan@turing.org", "Alan Turing", "user", "disabled"),
+            ("hop_along@example.com", "Cassidy", "user", "active"),
+        ],
+    );
+    let token = &admin.token;
+    assert_eq!(
+        ids(&platform, token, "q=GRACE").await,
+        vec!["grace.hopper@navy.mil"],
+        "prefix, any case"
+    );
+    assert_eq!(
+        ids(&platform, token, "q=lovel").await,
+        vec!["ada@lovelace.org"],
+        "substring of the name"
+    );
+    assert_eq!(
+        ids(&platform, token, "q=turing.org").await,
+        vec!["alan@turing.org"],
+        "substring of the email"
+    );
+    assert_eq!(ids(&platform, token, "q=hop").await.len(), 2);
+    assert_eq!(
+        ids(&platform, token, "q=p_a").await,
+        vec!["hop_along@example.com"],
+        "_ is literal"
+    );
+    assert_eq!(
+        ids(&platform, token, "q=%25").await,
+        Vec::<String>::new(),
+        "% is literal"
+    );
+    assert_eq!(
+        ids(&platform, token, "role=staff").await,
+        vec!["grace.hopper@navy.mil"]
+    );
+    assert_eq!(
+        ids(&platform, token, "status=disabled").await,
+        vec!["alan@turing.org"]
+    );
+    assert_eq!(
+        ids(&platform, token, "q=org&status=active").await,
+        vec!["ada@lovelace.org"]
+    );
+    for bad in [
+        "role=wizard",
+        "status=gone",
+        "limit=0",
+        "limit=201",
+        "cursor=abc",
+        "sort=name",
+    ] {
+        let (status, body) = problem(platform.get(&format!("/users?{bad}"), token).await).await;
+        assert_eq!(status, 422, "{bad}");
+        assert_eq!(
+            fields(&body),
+            vec![bad.split('=').next().unwrap().to_string()],
+            "{bad}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn pages_have_no_duplicates_or_gaps_while_rows_are_inserted() {
+    let platform = spawn().await;
+    let admin = platform.admin().await;
+    install_id_function(&platform);
+    let before: Vec<(String, String)> = (0..25)
+        .map(|i| (format!("page{i}@example.com"), format!("Page {i}")))
+        .collect();
+    for (email, name) in &before {
+        seed(&platform, &[(email, name, "user", "active")]);
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut inserted = 0;
+    loop {
+        let query = match &cursor {
+            Some(c) => format!("/users?q=page&limit=7&cursor={c}"),
+            None => "/users?q=page&limit=7".to_string(),
+        };
+        let body: serde_json::Value = platform
+            .get(&query, &admin.token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        for item in body["items"].as_array().unwrap() {
+            seen.push(item["email"].as_str().unwrap().to_string());
+        }
+        // Someone registers between two pages.
+        seed(
+            &platform,
+            &[(
+                &format!("page-new{inserted}@example.com"),
+                "Page new",
+                "user",
+                "active",
+            )],
+        );
+        inserted += 1;
+        match body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+        assert!(inserted < 50, "pagination never ended");
+    }
+    let unique: HashSet<_> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "no duplicates");
+    for (email, _) in &before {
+        assert!(unique.contains(email), "{email} was skipped");
+    }
+}
+
+#[tokio::test]
+async fn search_uses_indexes_at_100k_users() {
+    let platform = spawn().await;
+    platform.execute(
+        "INSERT INTO profiles (id, email, display_name, roles) \
+         SELECT gen_random_uuid(), 'person' || n || '@example.com', 'Person ' || n, ARRAY['user'] \
+         FROM generate_series(1, 100000) AS n; ANALYZE profiles;",
+    );
+    use diesel::prelude::*;
+    #[derive(QueryableByName)]
+    struct Line {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        #[diesel(column_name = "QUERY PLAN")]
+        plan: String,
+    }
+    let mut conn = platform.db.connect().unwrap();
+    let plan: Vec<Line> = diesel::sql_query(
+        "EXPLAIN SELECT * FROM profiles WHERE (lower(email) LIKE '%son4242%' OR lower(display_name) LIKE '%son4242%') \
+         ORDER BY id LIMIT 51",
+    )
+    .load(&mut conn)
+    .unwrap();
+    let plan: Vec<String> = plan.into_iter().map(|l| l.plan).collect();
+    let text = plan.join("\n");
+    assert!(!text.contains("Seq Scan"), "{text}");
+    assert!(
+        text.contains("profiles_email_trgm") && text.contains("profiles_name_trgm"),
+        "{text}"
+    );
+}
