@@ -12,7 +12,7 @@ if [ -f .env ]; then set -a; . ./.env; set +a; fi
 export COOKIE_SECURE=${COOKIE_SECURE:-false}
 export RUST_LOG=${RUST_LOG:-info}
 
-services=(auth accounts)
+services=(auth accounts worker)
 
 echo "building ${services[*]}..."
 cargo build --quiet $(printf -- '-p %s ' "${services[@]}")
@@ -33,4 +33,5 @@ done
 
 echo "auth:      http://localhost:8001/api/auth/docs"
 echo "accounts:  http://localhost:8002/api/accounts/docs"
+echo "worker:    emails land in var/mail/*.eml (EMAIL_TRANSPORT=smtp to send)"
 wait

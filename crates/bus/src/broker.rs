@@ -33,7 +33,7 @@ pub struct Broker {
 impl Broker {
     pub fn new(url: impl Into<String>, names: Names, connection_name: impl Into<String>) -> Self {
         Self {
-            url: url.into(),
+            url: with_default_frame_max(url.into()),
             names,
             status: BrokerStatus::default(),
             connection_name: connection_name.into(),
@@ -52,6 +52,20 @@ impl Broker {
             .with_connection_name(self.connection_name.clone().into());
         Connection::connect(&self.url, properties).await
     }
+}
+
+/// Frame size asked of the broker unless the URL sets `frame_max`. lapin
+/// keeps 32 frames of buffer each way per connection: at RabbitMQ's default
+/// 128 KiB that is 8 MiB per connection, most of an idle service's memory.
+/// Platform messages are small; larger ones are split into frames.
+pub const DEFAULT_FRAME_MAX: u32 = 16 * 1024;
+
+fn with_default_frame_max(url: String) -> String {
+    if url.contains("frame_max=") {
+        return url;
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}frame_max={DEFAULT_FRAME_MAX}")
 }
 
 /// Exponential backoff from 100 ms to 5 s.
@@ -102,6 +116,22 @@ mod tests {
         assert_eq!(delays, vec![100, 200, 400, 800, 1600, 3200, 5000, 5000]);
         backoff.reset();
         assert_eq!(backoff.next_delay().as_millis(), 100);
+    }
+
+    #[test]
+    fn frame_max_defaults_but_never_overrides() {
+        assert_eq!(
+            with_default_frame_max("amqp://h/%2f".into()),
+            "amqp://h/%2f?frame_max=16384"
+        );
+        assert_eq!(
+            with_default_frame_max("amqp://h/%2f?heartbeat=10".into()),
+            "amqp://h/%2f?heartbeat=10&frame_max=16384"
+        );
+        assert_eq!(
+            with_default_frame_max("amqp://h?frame_max=4096".into()),
+            "amqp://h?frame_max=4096"
+        );
     }
 
     #[test]

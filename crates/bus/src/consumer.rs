@@ -13,9 +13,7 @@ use crate::topology;
 use domain::messages::Envelope;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
-};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use platform::Shutdown;
 use serde::de::DeserializeOwned;
@@ -33,6 +31,8 @@ pub struct Incoming {
     pub body: Vec<u8>,
     /// 1 for the first delivery.
     pub attempt: u32,
+    /// Sent back from `<queue>.dead` by an operator.
+    pub requeued: bool,
 }
 
 impl Incoming {
@@ -68,6 +68,47 @@ pub trait Handler: Send + Sync + 'static {
     fn handle(&self, message: Incoming) -> impl Future<Output = Result<(), HandlerError>> + Send;
 }
 
+/// Counters and timings of a consumer, registered on the service's registry.
+#[derive(Clone)]
+pub struct ConsumerMetrics {
+    /// outcome: `processed`, `retried`, `dead_lettered`, `requeued`.
+    messages: prometheus::IntCounterVec,
+    duration: prometheus::HistogramVec,
+}
+
+impl ConsumerMetrics {
+    pub fn register(registry: &prometheus::Registry) -> Result<Self, prometheus::Error> {
+        let messages = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "amqp_messages_total",
+                "Messages consumed, by queue and outcome",
+            ),
+            &["queue", "outcome"],
+        )?;
+        let duration = prometheus::HistogramVec::new(
+            prometheus::HistogramOpts::new(
+                "amqp_handler_duration_seconds",
+                "Time spent in handlers",
+            )
+            .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0]),
+            &["queue"],
+        )?;
+        registry.register(Box::new(messages.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        Ok(Self { messages, duration })
+    }
+
+    fn count(&self, queue: &str, outcome: &str) {
+        self.messages.with_label_values(&[queue, outcome]).inc();
+    }
+}
+
+impl std::fmt::Debug for ConsumerMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConsumerMetrics")
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ConsumerSpec {
     /// Logical queue name (prefixed on the broker by `Names`).
@@ -75,8 +116,11 @@ pub struct ConsumerSpec {
     /// `(logical exchange, routing key)` pairs the queue is bound to.
     pub bindings: Vec<(String, String)>,
     pub prefetch: u16,
+    /// Handlers running at once (at most `prefetch`).
+    pub concurrency: usize,
     /// Delay before each retry; attempts = delays + 1.
     pub retry_delays: Vec<Duration>,
+    pub metrics: Option<ConsumerMetrics>,
 }
 
 impl ConsumerSpec {
@@ -85,6 +129,8 @@ impl ConsumerSpec {
             queue: queue.into(),
             bindings: Vec::new(),
             prefetch: 16,
+            concurrency: 16,
+            metrics: None,
             retry_delays: vec![
                 Duration::from_secs(1),
                 Duration::from_secs(10),
@@ -102,6 +148,16 @@ impl ConsumerSpec {
 
     pub fn prefetch(mut self, prefetch: u16) -> Self {
         self.prefetch = prefetch.max(1);
+        self
+    }
+
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency.max(1);
+        self
+    }
+
+    pub fn metrics(mut self, metrics: ConsumerMetrics) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -186,6 +242,7 @@ async fn consume_while_connected<H: Handler>(
         )
         .await?;
     backoff.reset();
+    broker.status.set(true);
     tracing::info!(queue = %queue, "consumer started");
 
     let context = Arc::new(DeliveryContext {
@@ -194,17 +251,23 @@ async fn consume_while_connected<H: Handler>(
         spec: spec.clone(),
     });
     let mut in_flight = JoinSet::new();
+    let permits = Arc::new(tokio::sync::Semaphore::new(
+        spec.concurrency.min(usize::from(spec.prefetch)).max(1),
+    ));
     let outcome = loop {
         tokio::select! {
-            _ = shutdown.wait() => {
-                let _ = channel.basic_cancel(&tag, BasicCancelOptions::default()).await;
-                break Ok(());
-            }
+            // Stop taking deliveries; those already buffered but not started
+            // go back to the queue when the channel closes.
+            _ = shutdown.wait() => break Ok(()),
             next = deliveries.next() => match next {
                 Some(Ok(delivery)) => {
                     let handler = handler.clone();
                     let context = context.clone();
-                    in_flight.spawn(async move { context.process(delivery, handler.as_ref()).await });
+                    let permits = permits.clone();
+                    in_flight.spawn(async move {
+                        let _permit = permits.acquire_owned().await;
+                        context.process(delivery, handler.as_ref()).await
+                    });
                 }
                 Some(Err(err)) => break Err(err),
                 None => break Err(lapin::Error::InvalidChannelState(channel.status().state())),
@@ -213,7 +276,25 @@ async fn consume_while_connected<H: Handler>(
         }
     };
     // Finish what was started: its ack (or requeue) still needs this channel.
-    while in_flight.join_next().await.is_some() {}
+    // Keep draining the delivery stream meanwhile, handing anything new
+    // straight back: lapin's I/O loop stalls, acks included, if it cannot
+    // hand deliveries over.
+    while !in_flight.is_empty() {
+        tokio::select! {
+            _ = in_flight.join_next() => {}
+            next = deliveries.next() => match next {
+                Some(Ok(delivery)) => {
+                    let _ = delivery
+                        .nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() })
+                        .await;
+                }
+                _ => {
+                    while in_flight.join_next().await.is_some() {}
+                }
+            },
+        }
+    }
+    broker.status.set(false);
     if outcome.is_ok() {
         let _ = channel.close(200, "shutting down").await;
         let _ = connection.close(200, "shutting down").await;
@@ -244,6 +325,10 @@ impl DeliveryContext {
                 .unwrap_or_default(),
             body: delivery.data.clone(),
             attempt: headers::attempt(table),
+            requeued: table
+                .and_then(|t| t.inner().get(headers::REQUEUED))
+                .and_then(headers::as_string)
+                .is_some_and(|v| v == "true"),
         };
         let span = tracing::info_span!(
             "amqp.consume",
@@ -255,10 +340,23 @@ impl DeliveryContext {
         );
         platform::telemetry::set_parent_from(&span, &StringHeaders::from_table(table));
         let attempt = incoming.attempt;
+        let started = std::time::Instant::now();
         let result = if incoming.message_id.is_empty() {
             Err(HandlerError::Permanent("message has no message_id".into()))
         } else {
             handler.handle(incoming).instrument(span.clone()).await
+        };
+        let metrics = self.spec.metrics.as_ref();
+        if let Some(metrics) = metrics {
+            metrics
+                .duration
+                .with_label_values(&[self.spec.queue.as_str()])
+                .observe(started.elapsed().as_secs_f64());
+        }
+        let outcome = match &result {
+            Ok(()) => "processed",
+            Err(HandlerError::Transient(_)) if attempt < self.spec.max_attempts() => "retried",
+            Err(_) => "dead_lettered",
         };
         let settled = match result {
             Ok(()) => Ok(()),
@@ -276,8 +374,16 @@ impl DeliveryContext {
             }
         };
         let acked = match settled {
-            Ok(()) => delivery.ack(BasicAckOptions::default()).await,
+            Ok(()) => {
+                if let Some(metrics) = metrics {
+                    metrics.count(&self.spec.queue, outcome);
+                }
+                delivery.ack(BasicAckOptions::default()).await
+            }
             Err(err) => {
+                if let Some(metrics) = metrics {
+                    metrics.count(&self.spec.queue, "requeued");
+                }
                 span.in_scope(
                     || tracing::warn!(error = %err, "could not park the message; requeueing"),
                 );

@@ -7,6 +7,7 @@ pub const ATTEMPT: &str = "x-attempt";
 pub const ERROR: &str = "x-error";
 pub const ORIGINAL_QUEUE: &str = "x-original-queue";
 pub const FAILED_AT: &str = "x-failed-at";
+pub const REQUEUED: &str = "x-requeued";
 
 /// String headers as a map (trace context is carried this way).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

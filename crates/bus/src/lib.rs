@@ -6,6 +6,7 @@
 
 pub mod broker;
 pub mod consumer;
+pub mod dead_letters;
 pub mod headers;
 pub mod inbox;
 pub mod outbox;

@@ -280,3 +280,30 @@ impl TestBus {
         Ok(())
     }
 }
+
+impl TestBus {
+    /// Messages ready in a logical queue (0 if it does not exist).
+    pub async fn count(&self, queue: &str) -> u32 {
+        let Ok(connection) = self.connect().await else {
+            return 0;
+        };
+        let Ok(channel) = connection.create_channel().await else {
+            return 0;
+        };
+        let passive = lapin::options::QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let count = channel
+            .queue_declare(
+                &self.names.physical(queue),
+                passive,
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .map(|q| q.message_count())
+            .unwrap_or(0);
+        let _ = connection.close(200, "done").await;
+        count
+    }
+}

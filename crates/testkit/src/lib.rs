@@ -6,10 +6,12 @@
 pub mod amqp;
 pub mod database;
 pub mod proxy;
+pub mod smtp;
 
 pub use amqp::TestBus;
 pub use database::TestDatabase;
 pub use proxy::TcpProxy;
+pub use smtp::SmtpSink;
 
 /// PostgreSQL server used by tests (`TEST_DATABASE_URL`, without a database
 /// name; default the local server).

@@ -4,7 +4,6 @@ use crate::state::AppState;
 use crate::store::{sessions, throttle, users};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use diesel::Connection;
 use domain::Email;
 use platform::db;
 use platform::http::extract::Json;
@@ -81,13 +80,23 @@ pub async fn login(
     }
     let ip = respond::client_ip(&state, &req);
     let keys = throttle_keys(&state, &email, &ip);
-    ensure_not_throttled(&state, &keys).await?;
-
+    let window = state.throttle_window();
     let lookup = email.as_str().to_string();
-    let user = db::run(&state.pool, move |conn| {
-        users::find_by_email(conn, &lookup).map_err(Error::from)
+    let limits = keys.clone();
+    // The throttle and the account in one trip to the database.
+    let (wait, user) = db::run(&state.pool, move |conn| {
+        let limits: Vec<(&str, u32)> = limits.iter().map(|(k, l)| (k.as_str(), *l)).collect();
+        let wait = throttle::blocked_for(conn, &limits, window)?;
+        let user = match wait {
+            Some(_) => None,
+            None => users::find_by_email(conn, &lookup)?,
+        };
+        Ok::<_, Error>((wait, user))
     })
     .await?;
+    if let Some(seconds) = wait {
+        return Err(Problem::too_many_requests(seconds).into());
+    }
     let stored_hash = user.as_ref().and_then(|u| u.password_hash.clone());
     let matches = state.hasher.verify(&body.password, stored_hash).await?;
     let user = match user {
@@ -112,12 +121,9 @@ pub async fn login(
     let account_key = keys[0].0.clone();
     let user_id = user.user_id();
     let (session, refresh) = db::run(&state.pool, move |conn| {
-        conn.transaction(|conn| {
-            // Success clears the account's count, never the address's.
-            throttle::clear(conn, &account_key)?;
-            sessions::open(conn, user_id, absolute, &client)
-        })
-        .map_err(Error::from)
+        // Success clears the account's count, never the address's.
+        throttle::clear(conn, &account_key)?;
+        sessions::open(conn, user_id, absolute, &client).map_err(Error::from)
     })
     .await?;
     respond::tokens(&state, StatusCode::OK, &user, &session, &refresh)

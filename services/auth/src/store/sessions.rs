@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use domain::{SessionId, UserId};
 use uuid::Uuid;
 
-#[derive(Queryable, Selectable, Debug, Clone)]
+#[derive(Queryable, QueryableByName, Selectable, Debug, Clone)]
 #[diesel(table_name = sessions, check_for_backend(diesel::pg::Pg))]
 pub struct SessionRow {
     pub id: Uuid,
@@ -38,24 +38,29 @@ pub struct Client {
     pub ip: Option<String>,
 }
 
-/// Opens a session and issues its first refresh token.
+/// Opens a session and issues its first refresh token, in one statement
+/// (login is hot: every round trip counts).
 pub fn open(
     conn: &mut PgConnection,
     user_id: UserId,
     absolute: Duration,
     client: &Client,
 ) -> QueryResult<(SessionRow, Secret)> {
-    let session = diesel::insert_into(sessions::table)
-        .values((
-            sessions::id.eq(SessionId::new().as_uuid()),
-            sessions::user_id.eq(user_id.as_uuid()),
-            sessions::expires_at.eq(Utc::now() + absolute),
-            sessions::user_agent.eq(client.user_agent.as_deref()),
-            sessions::ip.eq(client.ip.as_deref()),
-        ))
-        .returning(SessionRow::as_returning())
-        .get_result(conn)?;
-    let secret = issue_refresh(conn, session.session_id())?;
+    use diesel::sql_types::{Bytea, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+    let secret = Secret::generate();
+    let session = diesel::sql_query(
+        "WITH s AS (INSERT INTO sessions (id, user_id, expires_at, user_agent, ip) \
+                    VALUES ($1, $2, $3, $4, $5) RETURNING *), \
+              r AS (INSERT INTO refresh_tokens (token_hash, session_id) SELECT $6, id FROM s) \
+         SELECT * FROM s",
+    )
+    .bind::<SqlUuid, _>(SessionId::new().as_uuid())
+    .bind::<SqlUuid, _>(user_id.as_uuid())
+    .bind::<Timestamptz, _>(Utc::now() + absolute)
+    .bind::<Nullable<Text>, _>(client.user_agent.as_deref())
+    .bind::<Nullable<Text>, _>(client.ip.as_deref())
+    .bind::<Bytea, _>(secret.hash())
+    .get_result::<SessionRow>(conn)?;
     Ok((session, secret))
 }
 
@@ -205,7 +210,8 @@ pub fn revoke_all(
 }
 
 /// Live sessions of a user, newest first (session ids are time-ordered
-/// UUIDv7), from after `cursor`.
+/// UUIDv7), from after `cursor`. Two static queries rather than one boxed
+/// query, so diesel can keep them prepared: this is a hot read.
 pub fn list_live(
     conn: &mut PgConnection,
     user_id: UserId,
@@ -214,17 +220,18 @@ pub fn list_live(
     limit: i64,
 ) -> QueryResult<Vec<SessionRow>> {
     let now = Utc::now();
-    let mut query = sessions::table
-        .filter(sessions::user_id.eq(user_id.as_uuid()))
-        .filter(sessions::revoked_at.is_null())
-        .filter(sessions::expires_at.gt(now))
-        .filter(sessions::last_used_at.gt(now - idle))
+    let live = sessions::user_id
+        .eq(user_id.as_uuid())
+        .and(sessions::revoked_at.is_null())
+        .and(sessions::expires_at.gt(now))
+        .and(sessions::last_used_at.gt(now - idle));
+    let query = sessions::table
+        .filter(live)
         .select(SessionRow::as_select())
         .order(sessions::id.desc())
-        .limit(limit)
-        .into_boxed();
-    if let Some(cursor) = cursor {
-        query = query.filter(sessions::id.lt(cursor));
+        .limit(limit);
+    match cursor {
+        Some(cursor) => query.filter(sessions::id.lt(cursor)).load(conn),
+        None => query.load(conn),
     }
-    query.load(conn)
 }

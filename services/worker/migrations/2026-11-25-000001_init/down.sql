@@ -1,0 +1,3 @@
+DROP TABLE sent_emails;
+DROP TABLE processed_messages;
+DROP TABLE outbox;

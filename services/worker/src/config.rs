@@ -1,0 +1,183 @@
+//! Configuration of the worker, from the environment. Every variable has a
+//! default that works on a developer machine; `.env.example` lists them all
+//! (a test keeps the two in step).
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `HOST` | `0.0.0.0` | listen address (health and metrics) |
+//! | `PORT` | `8005` | listen port |
+//! | `DATABASE_URL` | `postgres://postgres@127.0.0.1:5432/worker` | created if absent |
+//! | `DATABASE_POOL_SIZE` | `8` | connections |
+//! | `AMQP_URL` | `amqp://guest:guest@127.0.0.1:5672/%2f` | RabbitMQ |
+//! | `AMQP_PREFIX` | empty | prefix of every exchange and queue name |
+//! | `RETRY_DELAYS_MS` | `1000,10000,60000,300000` | delays between attempts of a failed job |
+//! | `EMAIL_TRANSPORT` | `file` | `file` (writes `.eml` files) or `smtp` |
+//! | `EMAIL_OUTBOX_DIR` | `var/mail` | folder of the `file` transport |
+//! | `SMTP_URL` | `smtp://127.0.0.1:1025` | lettre URL: `smtp://` (add `?tls=required` or `?tls=opportunistic` for STARTTLS), `smtps://` for implicit TLS, credentials as `user:password@` |
+//! | `SMTP_PASSWORD_FILE` | unset | file holding the SMTP password (a Docker secret), instead of the URL |
+//! | `EMAIL_FROM` | `Platform <no-reply@localhost>` | sender |
+//! | `PUBLIC_BASE_URL` | `http://localhost` | base of the links in emails |
+//! | `EMAIL_PREFETCH` | `16` | unacknowledged email jobs held at once |
+//! | `EMAIL_CONCURRENCY` | `8` | email jobs handled at once |
+//! | `EMAIL_SEND_LEASE_SECS` | `120` | how long a started send counts as in progress; after it, an unfinished send is parked as outcome unknown |
+//! | `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT` | | see `platform::telemetry` |
+
+use platform::config::{require_range, require_scheme};
+use platform::ConfigError;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailTransport {
+    File,
+    Smtp,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    #[serde(default = "defaults::host")]
+    pub host: String,
+    #[serde(default = "defaults::port")]
+    pub port: u16,
+    #[serde(default = "defaults::database_url")]
+    pub database_url: SecretString,
+    #[serde(default = "defaults::pool_size")]
+    pub database_pool_size: u32,
+    #[serde(default = "defaults::amqp_url")]
+    pub amqp_url: SecretString,
+    #[serde(default)]
+    pub amqp_prefix: String,
+    #[serde(default = "defaults::retry_delays")]
+    pub retry_delays_ms: String,
+    #[serde(default = "defaults::transport")]
+    pub email_transport: String,
+    #[serde(default = "defaults::outbox_dir")]
+    pub email_outbox_dir: String,
+    #[serde(default = "defaults::smtp_url")]
+    pub smtp_url: SecretString,
+    #[serde(default)]
+    pub smtp_password_file: Option<String>,
+    #[serde(default = "defaults::from")]
+    pub email_from: String,
+    #[serde(default = "defaults::base_url")]
+    pub public_base_url: String,
+    #[serde(default = "defaults::prefetch")]
+    pub email_prefetch: u16,
+    #[serde(default = "defaults::concurrency")]
+    pub email_concurrency: usize,
+    #[serde(default = "defaults::send_lease")]
+    pub email_send_lease_secs: u64,
+}
+
+mod defaults {
+    use secrecy::SecretString;
+
+    pub fn host() -> String {
+        "0.0.0.0".into()
+    }
+    pub fn port() -> u16 {
+        8005
+    }
+    pub fn database_url() -> SecretString {
+        "postgres://postgres@127.0.0.1:5432/worker".into()
+    }
+    pub fn pool_size() -> u32 {
+        8
+    }
+    pub fn amqp_url() -> SecretString {
+        "amqp://guest:guest@127.0.0.1:5672/%2f".into()
+    }
+    pub fn retry_delays() -> String {
+        platform::config::DEFAULT_RETRY_DELAYS_MS.into()
+    }
+    pub fn transport() -> String {
+        "file".into()
+    }
+    pub fn send_lease() -> u64 {
+        120
+    }
+    pub fn outbox_dir() -> String {
+        "var/mail".into()
+    }
+    pub fn smtp_url() -> SecretString {
+        "smtp://127.0.0.1:1025".into()
+    }
+    pub fn from() -> String {
+        "Platform <no-reply@localhost>".into()
+    }
+    pub fn base_url() -> String {
+        "http://localhost".into()
+    }
+    pub fn prefetch() -> u16 {
+        16
+    }
+    pub fn concurrency() -> usize {
+        8
+    }
+}
+
+impl Config {
+    pub fn from_env_or_exit() -> Self {
+        platform::config::load_or_exit(Self::validate)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        require_scheme(
+            "DATABASE_URL",
+            self.database_url.expose_secret(),
+            &["postgres", "postgresql"],
+        )?;
+        require_scheme(
+            "AMQP_URL",
+            self.amqp_url.expose_secret(),
+            &["amqp", "amqps"],
+        )?;
+        require_scheme(
+            "SMTP_URL",
+            self.smtp_url.expose_secret(),
+            &["smtp", "smtps"],
+        )?;
+        require_scheme("PUBLIC_BASE_URL", &self.public_base_url, &["http", "https"])?;
+        require_range("DATABASE_POOL_SIZE", self.database_pool_size, 1, 1000)?;
+        require_range("EMAIL_PREFETCH", self.email_prefetch, 1, 1000)?;
+        require_range("EMAIL_CONCURRENCY", self.email_concurrency, 1, 1000)?;
+        self.sender()?;
+        self.transport()?;
+        require_range(
+            "EMAIL_SEND_LEASE_SECS",
+            self.email_send_lease_secs,
+            1,
+            86_400,
+        )?;
+        self.retry_delays().map(|_| ())
+    }
+
+    pub fn transport(&self) -> Result<EmailTransport, ConfigError> {
+        match self.email_transport.as_str() {
+            "file" => Ok(EmailTransport::File),
+            "smtp" => Ok(EmailTransport::Smtp),
+            _ => Err(ConfigError::new(
+                "EMAIL_TRANSPORT",
+                "must be `file` or `smtp`",
+            )),
+        }
+    }
+
+    pub fn sender(&self) -> Result<lettre::message::Mailbox, ConfigError> {
+        self.email_from.parse().map_err(|_| {
+            ConfigError::new(
+                "EMAIL_FROM",
+                "must be an address such as `Name <no-reply@example.com>`",
+            )
+        })
+    }
+
+    pub fn retry_delays(&self) -> Result<Vec<Duration>, ConfigError> {
+        platform::config::retry_delays("RETRY_DELAYS_MS", &self.retry_delays_ms)
+    }
+
+    pub fn defaults() -> Result<Self, ConfigError> {
+        platform::config::from_iter(std::iter::empty())
+    }
+}

@@ -1,0 +1,15 @@
+//! The worker: consumes job queues. Today `email`; each further queue
+//! (`provisioning`) is one more handler registered in `startup.rs`.
+
+pub mod config;
+pub mod email;
+pub mod schema;
+pub mod startup;
+pub mod store;
+
+use diesel_migrations::{embed_migrations, EmbeddedMigrations};
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+/// Advisory-lock key under which this service migrates.
+pub const MIGRATION_LOCK: i64 = 7_270_500;
+pub const SERVICE: &str = "worker";

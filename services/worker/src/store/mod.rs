@@ -1,0 +1,1 @@
+pub mod sent_emails;

@@ -1,0 +1,96 @@
+use crate::helpers::*;
+
+#[tokio::test]
+async fn health_and_metrics() {
+    let sink = testkit::SmtpSink::start().await.unwrap();
+    let worker = smtp_worker(&sink).await;
+    let ready: serde_json::Value = reqwest::get(format!("{}/api/worker/readyz", worker.address))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["checks"]["broker"], "ok");
+    assert_eq!(ready["checks"]["database"], "ok");
+    worker.send(&welcome("ada@example.com")).await;
+    sink.wait_for(1, std::time::Duration::from_secs(10)).await;
+    let metrics = testkit::eventually(std::time::Duration::from_secs(5), || async {
+        let text = worker.metrics().await;
+        (metric(
+            &text,
+            "email_jobs_total",
+            &[("template", "welcome"), ("outcome", "sent")],
+        ) == 1.0)
+            .then_some(text)
+    })
+    .await
+    .expect("email_jobs_total counted the send");
+    assert_eq!(
+        metric(
+            &metrics,
+            "amqp_messages_total",
+            &[("queue", "email"), ("outcome", "processed")]
+        ),
+        1.0
+    );
+    assert!(metrics.contains("amqp_handler_duration_seconds_bucket"));
+}
+
+#[test]
+fn migrations_go_up_down_and_up_again() {
+    let db = database();
+    let mut conn = db.connect().unwrap();
+    platform::db::revert_all(&mut conn, worker::MIGRATIONS).unwrap();
+    platform::db::migrate(&mut conn, worker::MIGRATIONS, worker::MIGRATION_LOCK).unwrap();
+}
+
+#[test]
+fn bus_tables_match_the_bus_crate() {
+    let up = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/migrations/2026-11-25-000001_init/up.sql"
+    ))
+    .unwrap();
+    assert!(up.contains(bus::outbox::MIGRATION_SQL.trim()));
+}
+
+#[test]
+fn env_example_lists_every_variable() {
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.env.example"))
+            .unwrap();
+    let documented =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/config.rs")).unwrap();
+    for variable in documented
+        .lines()
+        .filter_map(|l| l.strip_prefix("//! | `"))
+        .filter_map(|l| l.split('`').next())
+        .filter(|v| v.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+    {
+        assert!(
+            example.contains(&format!("{variable}=")),
+            "{variable} is not in .env.example"
+        );
+    }
+}
+
+#[test]
+fn bad_configuration_stops_with_one_line_naming_the_variable() {
+    for (variable, value) in [
+        ("EMAIL_TRANSPORT", "pigeon"),
+        ("SMTP_URL", "http://x"),
+        ("EMAIL_FROM", "not an address"),
+        ("EMAIL_CONCURRENCY", "0"),
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_worker"))
+            .arg("migrate")
+            .env_clear()
+            .env(variable, value)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{variable}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(variable), "{stderr}");
+    }
+}

@@ -1,0 +1,10 @@
+//! Integration tests of the worker: real RabbitMQ, real PostgreSQL, a real
+//! SMTP server from testkit.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+mod basics;
+mod delivery;
+mod end_to_end;
+mod operations;
