@@ -18,7 +18,7 @@ results="$out/results.jsonl"
 
 scripts/bootstrap.sh
 echo "building release binaries..."
-cargo build --release --quiet -p auth -p loadgen
+cargo build --release --quiet -p auth -p accounts -p worker -p loadgen
 loadgen=target/release/loadgen
 
 record() { tee -a "$results"; }
@@ -61,9 +61,77 @@ $loadgen sessions --base "$base" --users "$CONNECTIONS" --connections "$CONNECTI
 echo "== POST /refresh (a write: rotation in one transaction)"
 $loadgen refresh --base "$base" --users "$CONNECTIONS" --connections "$CONNECTIONS" --seconds "$SECONDS_PER_RUN" | record
 
-kill $auth_pid 2>/dev/null || true
-wait $auth_pid 2>/dev/null || true
+# --- accounts -----------------------------------------------------------------
+ACCOUNTS_PORT=${BENCH_ACCOUNTS_PORT:-18002}
+psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS accounts_bench WITH (FORCE)" >/dev/null
+DATABASE_URL="$PG/accounts_bench?sslmode=disable" PORT=$ACCOUNTS_PORT \
+  AUTH_JWKS_URL="$base/.well-known/jwks.json" target/release/accounts > "$out/accounts.log" 2>&1 &
+accounts_pid=$!
+trap 'kill $auth_pid $accounts_pid 2>/dev/null || true' EXIT
+accounts="http://127.0.0.1:$ACCOUNTS_PORT/api/accounts"
+for _ in $(seq 1 100); do curl -fs "$accounts/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
+
+echo "== pgbench -S -c 64 -j 2 (again, beside the accounts figure)"
+psql -q "$PG/postgres" -c "CREATE DATABASE bench_pgbench" >/dev/null
+pgbench -q -i -s 10 "$PG/bench_pgbench?sslmode=disable" >/dev/null 2>&1
+tps=$(pgbench -S -c 64 -j 2 -T "$SECONDS_PER_RUN" "$PG/bench_pgbench?sslmode=disable" 2>/dev/null | awk '/^tps/ {print $3; exit}')
+echo "{\"bench\":\"pgbench_select_only_2\",\"tps\":$tps}" | record
+psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS bench_pgbench" >/dev/null
+
+echo "== GET /api/accounts/me"
+$loadgen me --base "$accounts" --auth "$base" --users "$CONNECTIONS" --connections "$CONNECTIONS" --seconds "$SECONDS_PER_RUN" | record
+
+echo "== directory search at 100,000 users"
+psql -q "$PG/accounts_bench" -c "INSERT INTO profiles (id, email, display_name, roles) \
+  SELECT gen_random_uuid(), 'person' || n || '@example.com', 'Person ' || n, ARRAY['user'] \
+  FROM generate_series(1, 100000) AS n; ANALYZE profiles;" >/dev/null
+echo 'bench admin password' | target/release/auth create-admin --email admin-$$@example.com >/dev/null
+admin_token=$(curl -fs -X POST "$base/login" -H 'content-type: application/json' \
+  -d "{\"email\":\"admin-$$@example.com\",\"password\":\"bench admin password\"}" | jq -r .access_token)
+for _ in $(seq 1 100); do
+  curl -fs "$accounts/users?limit=1" -H "authorization: Bearer $admin_token" >/dev/null 2>&1 && break; sleep 0.1
+done
+$loadgen search --base "$accounts" --token "$admin_token" --rows 100000 --connections 8 --seconds "$SECONDS_PER_RUN" | record
+
+kill $auth_pid $accounts_pid 2>/dev/null || true
+wait $auth_pid $accounts_pid 2>/dev/null || true
 psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS auth_bench WITH (FORCE)" >/dev/null
+psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS accounts_bench WITH (FORCE)" >/dev/null
+
+# --- outbox to consumer --------------------------------------------------------
+echo "== 10,000 events: outbox -> relay -> RabbitMQ -> consumer"
+psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS bench_outbox WITH (FORCE)" >/dev/null
+$loadgen outbox --db "$PG/bench_outbox?sslmode=disable" --events 10000 --writers 8 | record
+psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS bench_outbox WITH (FORCE)" >/dev/null
+
+# --- worker ----------------------------------------------------------------------
+echo "== worker: idle RSS, then 10,000 emails into a local SMTP sink"
+WORKER_PREFIX="bench-worker.$$."
+psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS worker_bench WITH (FORCE)" >/dev/null
+DATABASE_URL="$PG/worker_bench?sslmode=disable" PORT=${BENCH_WORKER_PORT:-18005} AMQP_PREFIX=$WORKER_PREFIX \
+  EMAIL_TRANSPORT=smtp SMTP_URL=smtp://127.0.0.1:2525 target/release/worker > "$out/worker.log" 2>&1 &
+worker_pid=$!
+trap 'kill $worker_pid 2>/dev/null || true' EXIT
+sleep 5
+rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$worker_pid/status")
+echo "{\"bench\":\"worker_idle_rss\",\"rss_mb\":$(awk "BEGIN {printf \"%.1f\", $rss_kb/1024}")}" | record
+peak_file="$out/worker_peak_kb"
+echo 0 > "$peak_file"
+( while kill -0 $worker_pid 2>/dev/null; do
+    kb=$(awk '/VmRSS/ {print $2}' "/proc/$worker_pid/status" 2>/dev/null || echo 0)
+    [ "${kb:-0}" -gt "$(cat "$peak_file")" ] && echo "$kb" > "$peak_file"
+    sleep 0.1
+  done ) &
+sampler=$!
+$loadgen smtp --port 2525 --emails 10000 --prefix "$WORKER_PREFIX" | record
+kill $sampler 2>/dev/null || true
+echo "{\"bench\":\"worker_burst_rss\",\"rss_mb\":$(awk "BEGIN {printf \"%.1f\", $(cat "$peak_file")/1024}")}" | record
+kill $worker_pid 2>/dev/null || true
+wait $worker_pid 2>/dev/null || true
+psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS worker_bench WITH (FORCE)" >/dev/null
+for q in email email.dead provisioning provisioning.dead auth.events accounts.events; do
+  rabbitmqctl -q delete_queue "$WORKER_PREFIX$q" >/dev/null 2>&1 || true
+done
 
 python3 - "$results" <<'PY'
 import json, sys
@@ -76,4 +144,13 @@ print(f"GET /sessions {sess['rps']:.0f}/s vs pgbench -S {pg:.0f} tps: {100*sess[
 r = rows["refresh"]
 print(f"refresh {r['rps']:.0f}/s, p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms")
 print(f"idle RSS {rows['auth_idle_rss']['rss_mb']} MB (target <= 30)")
+pg2, me = rows["pgbench_select_only_2"]["tps"], rows["me"]
+print(f"GET /api/accounts/me {me['rps']:.0f}/s vs pgbench -S {pg2:.0f} tps: {100*me['rps']/pg2:.0f}% (target >= 50%), p99 {me['p99_ms']} ms (target <= 10)")
+s = rows["search"]
+print(f"directory search at 100k: {s['rps']:.0f}/s at 8 connections, p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms (target <= 20)")
+o = rows["outbox_to_consumer"]
+print(f"outbox -> consumer: {o['requests']} events at {o['rps']:.0f}/s (target >= 5000), p99 commit-to-handled {o['p99_ms']} ms (target <= 100)")
+raw, w = rows["smtp_plain_client"], rows["worker_email"]
+print(f"worker: {w['rps']:.0f} emails/s vs plain SMTP client {raw['rps']:.0f}/s: {100*w['rps']/raw['rps']:.0f}% (target >= 50%), p99 queue-to-delivered {w['p99_ms']} ms, errors {w['errors']}")
+print(f"worker RSS: idle {rows['worker_idle_rss']['rss_mb']} MB (target <= 30), peak during the burst {rows['worker_burst_rss']['rss_mb']} MB")
 PY

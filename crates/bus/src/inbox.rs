@@ -21,3 +21,28 @@ pub fn first_delivery(
         .execute(conn)?;
     Ok(inserted == 1)
 }
+
+/// Runs `apply` once per message: in one transaction with the record of the
+/// message id, so a redelivery is recognised and skipped. Database trouble
+/// is a transient failure (the message is retried).
+pub async fn apply_once<F>(
+    pool: &platform::db::PgPool,
+    consumer: &'static str,
+    message_id: String,
+    apply: F,
+) -> Result<(), crate::HandlerError>
+where
+    F: FnOnce(&mut PgConnection) -> QueryResult<()> + Send + 'static,
+{
+    platform::db::run(pool, move |conn| {
+        conn.transaction(|conn| {
+            if first_delivery(conn, consumer, &message_id)? {
+                apply(conn)?;
+            }
+            Ok::<_, diesel::result::Error>(())
+        })
+        .map_err(platform::db::DbError::from)
+    })
+    .await
+    .map_err(|err: platform::db::DbError| crate::HandlerError::Transient(err.to_string()))
+}

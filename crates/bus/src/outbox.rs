@@ -95,10 +95,26 @@ const CLAIM_SQL: &str =
        ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) \
      RETURNING id, seq, exchange, routing_key, message_type, payload, headers";
 
+/// The relay's own bookkeeping need not wait for the WAL flush: if the
+/// database loses the last moments of it, a lease lapses or a row is
+/// published again, and consumers deduplicate. The writes that carry the
+/// business change stay synchronous.
+fn relaxed<T>(
+    conn: &mut PgConnection,
+    work: impl FnOnce(&mut PgConnection) -> QueryResult<T>,
+) -> QueryResult<T> {
+    conn.transaction(|conn| {
+        diesel::sql_query("SET LOCAL synchronous_commit = off").execute(conn)?;
+        work(conn)
+    })
+}
+
 fn claim(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<ClaimedRow>> {
-    let mut rows: Vec<ClaimedRow> = diesel::sql_query(CLAIM_SQL)
-        .bind::<BigInt, _>(limit)
-        .load(conn)?;
+    let mut rows: Vec<ClaimedRow> = relaxed(conn, |conn| {
+        diesel::sql_query(CLAIM_SQL)
+            .bind::<BigInt, _>(limit)
+            .load(conn)
+    })?;
     rows.sort_by_key(|row| row.seq);
     Ok(rows)
 }
@@ -276,7 +292,7 @@ impl OutboxRelay {
         let failed_any = !failed.is_empty();
         let error = last_error.clone();
         db::run(&self.pool, move |conn| {
-            conn.transaction(|conn| {
+            relaxed(conn, |conn| {
                 if !published.is_empty() {
                     mark_published(conn, &published)?;
                 }

@@ -4,6 +4,7 @@
 //! an outage. Everything talks to real servers.
 
 pub mod amqp;
+pub mod checks;
 pub mod database;
 pub mod proxy;
 pub mod smtp;

@@ -16,6 +16,7 @@ pub struct ReceivedMail {
     pub to: Vec<String>,
     /// The message as transmitted (headers and body, dot-unstuffed).
     pub data: String,
+    pub received_at: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -35,7 +36,12 @@ pub struct SmtpSink {
 
 impl SmtpSink {
     pub async fn start() -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on(0).await
+    }
+
+    /// On a given local port (0 for any).
+    pub async fn start_on(port: u16) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
         let address = listener.local_addr()?;
         let state = Arc::new(Mutex::new(State::default()));
         let accepted = Arc::new(Notify::new());
@@ -201,6 +207,7 @@ async fn session(
                             from: from.clone(),
                             to: to.clone(),
                             data,
+                            received_at: std::time::Instant::now(),
                         });
                     }
                 }

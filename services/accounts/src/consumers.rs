@@ -5,7 +5,7 @@ use crate::store::profiles;
 use bus::{inbox, ConsumerSpec, Handler, HandlerError, Incoming};
 use diesel::prelude::*;
 use domain::messages::{Contract, UserEmailVerified, UserRegistered};
-use platform::db::{self, DbError, PgPool};
+use platform::db::PgPool;
 use std::time::Duration;
 
 pub const QUEUE: &str = "accounts.events";
@@ -65,17 +65,9 @@ fn apply(conn: &mut PgConnection, change: &Change) -> QueryResult<()> {
 impl Handler for UserEvents {
     async fn handle(&self, message: Incoming) -> Result<(), HandlerError> {
         let change = parse(&message)?;
-        let message_id = message.message_id.clone();
-        db::run(&self.pool, move |conn| {
-            conn.transaction(|conn| {
-                if inbox::first_delivery(conn, QUEUE, &message_id)? {
-                    apply(conn, &change)?;
-                }
-                Ok::<_, diesel::result::Error>(())
-            })
-            .map_err(DbError::from)
+        inbox::apply_once(&self.pool, QUEUE, message.message_id, move |conn| {
+            apply(conn, &change)
         })
         .await
-        .map_err(|err: DbError| HandlerError::Transient(err.to_string()))
     }
 }

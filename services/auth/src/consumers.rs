@@ -5,7 +5,7 @@ use bus::{inbox, ConsumerSpec, Handler, HandlerError, Incoming};
 use diesel::prelude::*;
 use domain::messages::{AccountDisabled, AccountEnabled, AccountRolesChanged, Contract};
 use domain::UserId;
-use platform::db::{self, DbError, PgPool};
+use platform::db::PgPool;
 use std::time::Duration;
 
 use crate::store::{sessions, users};
@@ -81,17 +81,9 @@ fn apply(conn: &mut PgConnection, change: &Change) -> QueryResult<()> {
 impl Handler for AccountEvents {
     async fn handle(&self, message: Incoming) -> Result<(), HandlerError> {
         let change = parse(&message)?;
-        let message_id = message.message_id.clone();
-        db::run(&self.pool, move |conn| {
-            conn.transaction(|conn| {
-                if inbox::first_delivery(conn, QUEUE, &message_id)? {
-                    apply(conn, &change)?;
-                }
-                Ok::<_, diesel::result::Error>(())
-            })
-            .map_err(DbError::from)
+        inbox::apply_once(&self.pool, QUEUE, message.message_id, move |conn| {
+            apply(conn, &change)
         })
         .await
-        .map_err(|err: DbError| HandlerError::Transient(err.to_string()))
     }
 }

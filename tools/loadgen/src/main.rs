@@ -6,6 +6,12 @@
 //! loadgen login   --base URL --users N --connections C --seconds S
 //! loadgen sessions --base URL --users N --connections C --seconds S
 //! loadgen refresh --base URL --users N --connections C --seconds S
+//! loadgen me      --base ACCOUNTS_URL --auth AUTH_URL --users N --connections C --seconds S
+//! loadgen search  --base ACCOUNTS_URL --token ADMIN_TOKEN --connections C --seconds S --rows N
+//! loadgen outbox  --db URL --events N --writers W
+//! loadgen smtp    --port P --emails N --prefix AMQP_PREFIX
+
+mod pipeline;
 
 use anyhow::{bail, Context};
 use argon2::password_hash::{
@@ -17,7 +23,7 @@ use std::time::{Duration, Instant};
 
 const PASSWORD: &str = "benchmark password 1";
 
-struct Args(HashMap<String, String>);
+pub(crate) struct Args(HashMap<String, String>);
 
 impl Args {
     fn parse() -> (String, Self) {
@@ -49,7 +55,7 @@ impl Args {
 }
 
 #[derive(Default)]
-struct Report {
+pub(crate) struct Report {
     latencies_us: Vec<u64>,
     errors: u64,
 }
@@ -87,7 +93,9 @@ async fn main() -> anyhow::Result<()> {
     let (mode, args) = Args::parse();
     match mode.as_str() {
         "argon2" => argon2_rate(&args),
-        "login" | "sessions" | "refresh" => http(&mode, &args).await,
+        "login" | "sessions" | "refresh" | "me" | "search" => http(&mode, &args).await,
+        "outbox" => pipeline::outbox(&args).await,
+        "smtp" => pipeline::smtp(&args).await,
         _ => bail!("usage: loadgen argon2|login|sessions|refresh [--flag value ...]"),
     }
 }
@@ -206,10 +214,26 @@ async fn prepare(base: &str, users: usize) -> anyhow::Result<Vec<Account>> {
 
 async fn http(mode: &str, args: &Args) -> anyhow::Result<()> {
     let base = args.text("base", "http://127.0.0.1:8001/api/auth");
+    let auth = args.text("auth", &base);
     let users: usize = args.get("users", 64)?;
     let connections: usize = args.get("connections", 64)?;
     let seconds: f64 = args.get("seconds", 10.0)?;
-    let accounts = prepare(&base, users).await?;
+    let mut accounts = if mode == "search" {
+        let token = args.text("token", "");
+        vec![Account {
+            email: String::new(),
+            access: token,
+            refresh: String::new(),
+        }]
+    } else {
+        prepare(&auth, users).await?
+    };
+    if mode == "me" {
+        wait_for_profiles(&base, &accounts).await?;
+    }
+    if mode == "search" {
+        accounts[0].refresh = args.text("rows", "100000");
+    }
     let accounts: Vec<Arc<tokio::sync::Mutex<Account>>> = accounts
         .into_iter()
         .map(|a| Arc::new(tokio::sync::Mutex::new(a)))
@@ -244,6 +268,30 @@ async fn http(mode: &str, args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Profiles reach accounts through an event; wait until each one is there.
+async fn wait_for_profiles(base: &str, accounts: &[Account]) -> anyhow::Result<()> {
+    let http = client()?;
+    for account in accounts {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let status = http
+                .get(format!("{base}/me"))
+                .bearer_auth(&account.access)
+                .send()
+                .await?
+                .status();
+            if status.is_success() {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("profile never appeared in accounts ({status})");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
+}
+
 async fn one_request(
     http: &reqwest::Client,
     base: &str,
@@ -251,6 +299,33 @@ async fn one_request(
     account: &tokio::sync::Mutex<Account>,
 ) -> bool {
     match mode {
+        "me" | "search" => {
+            let (token, path) = {
+                let account = account.lock().await;
+                let path = if mode == "me" {
+                    "/me".to_string()
+                } else {
+                    // A substring of one of the seeded names, different each time.
+                    let rows: u64 = account.refresh.parse().unwrap_or(100_000);
+                    let seed = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.subsec_nanos() as u64)
+                        .unwrap_or(7);
+                    let n = seed.wrapping_mul(6364136223846793005) % rows.max(1);
+                    format!("/users?q=son{n}&limit=50")
+                };
+                (account.access.clone(), path)
+            };
+            let response = http
+                .get(format!("{base}{path}"))
+                .bearer_auth(token)
+                .send()
+                .await;
+            match response {
+                Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+                _ => false,
+            }
+        }
         "login" => {
             let email = account.lock().await.email.clone();
             let response = http

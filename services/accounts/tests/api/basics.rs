@@ -66,46 +66,23 @@ fn migrations_go_up_down_and_up_again() {
 
 #[test]
 fn bus_tables_match_the_bus_crate() {
-    let up = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/migrations/2026-11-25-000001_init/up.sql"
-    ))
-    .unwrap();
-    assert!(up.contains(bus::outbox::MIGRATION_SQL.trim()));
+    testkit::checks::migration_includes_bus_tables(env!("CARGO_MANIFEST_DIR"));
 }
 
 #[test]
 fn env_example_lists_every_variable() {
-    let example =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.env.example"))
-            .unwrap();
-    let documented =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/config.rs")).unwrap();
-    for variable in documented
-        .lines()
-        .filter_map(|l| l.strip_prefix("//! | `"))
-        .filter_map(|l| l.split('`').next())
-        .filter(|v| v.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
-    {
-        assert!(
-            example.contains(&format!("{variable}=")),
-            "{variable} is not in .env.example"
-        );
-    }
+    testkit::checks::env_example_lists_config(env!("CARGO_MANIFEST_DIR"));
 }
 
 #[test]
 fn bad_configuration_stops_with_one_line_naming_the_variable() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_accounts"))
-        .arg("migrate")
-        .env_clear()
-        .env("AUTH_JWKS_URL", "ftp://nowhere")
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("AUTH_JWKS_URL"), "{stderr}");
+    for (variable, value) in [
+        ("AUTH_JWKS_URL", "ftp://nowhere"),
+        ("PORT", "eighty"),
+        ("DATABASE_POOL_SIZE", "0"),
+    ] {
+        testkit::checks::bad_setting_is_one_line(env!("CARGO_BIN_EXE_accounts"), variable, value);
+    }
 }
 
 #[test]

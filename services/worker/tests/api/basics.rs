@@ -46,32 +46,12 @@ fn migrations_go_up_down_and_up_again() {
 
 #[test]
 fn bus_tables_match_the_bus_crate() {
-    let up = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/migrations/2026-11-25-000001_init/up.sql"
-    ))
-    .unwrap();
-    assert!(up.contains(bus::outbox::MIGRATION_SQL.trim()));
+    testkit::checks::migration_includes_bus_tables(env!("CARGO_MANIFEST_DIR"));
 }
 
 #[test]
 fn env_example_lists_every_variable() {
-    let example =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.env.example"))
-            .unwrap();
-    let documented =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/config.rs")).unwrap();
-    for variable in documented
-        .lines()
-        .filter_map(|l| l.strip_prefix("//! | `"))
-        .filter_map(|l| l.split('`').next())
-        .filter(|v| v.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
-    {
-        assert!(
-            example.contains(&format!("{variable}=")),
-            "{variable} is not in .env.example"
-        );
-    }
+    testkit::checks::env_example_lists_config(env!("CARGO_MANIFEST_DIR"));
 }
 
 #[test]
@@ -82,15 +62,6 @@ fn bad_configuration_stops_with_one_line_naming_the_variable() {
         ("EMAIL_FROM", "not an address"),
         ("EMAIL_CONCURRENCY", "0"),
     ] {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_worker"))
-            .arg("migrate")
-            .env_clear()
-            .env(variable, value)
-            .output()
-            .unwrap();
-        assert!(!output.status.success(), "{variable}");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(stderr.lines().count(), 1, "{stderr}");
-        assert!(stderr.contains(variable), "{stderr}");
+        testkit::checks::bad_setting_is_one_line(env!("CARGO_BIN_EXE_worker"), variable, value);
     }
 }

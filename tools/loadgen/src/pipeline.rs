@@ -1,0 +1,248 @@
+//! Benchmarks of the messaging path: outbox → relay → consumer, and email
+//! jobs → worker → SMTP, each against its plain baseline.
+
+use crate::{Args, Report};
+use anyhow::Context;
+use bus::{Broker, ConsumerSpec, Handler, HandlerError, Incoming, OutboxRelay};
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use domain::messages::{AccountEnabled, Contract, EmailJob, EmailTemplate, Envelope};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+struct Recorder {
+    pool: platform::db::PgPool,
+    committed: Arc<Mutex<HashMap<String, Instant>>>,
+    latencies: Arc<Mutex<Vec<u64>>>,
+}
+
+impl Handler for Recorder {
+    async fn handle(&self, message: Incoming) -> Result<(), HandlerError> {
+        let id = message.message_id.clone();
+        platform::db::run(&self.pool, move |conn| {
+            bus::inbox::first_delivery(conn, "bench", &id).map_err(platform::db::DbError::from)
+        })
+        .await
+        .map_err(|e| HandlerError::Transient(e.to_string()))?;
+        let committed = self
+            .committed
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&message.message_id).copied());
+        if let (Some(at), Ok(mut latencies)) = (committed, self.latencies.lock()) {
+            latencies.push(at.elapsed().as_micros() as u64);
+        }
+        Ok(())
+    }
+}
+
+/// `loadgen outbox --db URL --events N --writers W`
+pub async fn outbox(args: &Args) -> anyhow::Result<()> {
+    let url = args.text(
+        "db",
+        "postgres://postgres@127.0.0.1:5432/bench_outbox?sslmode=disable",
+    );
+    let events: usize = args.get("events", 10_000)?;
+    let writers: usize = args.get("writers", 8)?;
+    platform::db::ensure_database(&url)?;
+    let pool = platform::db::pool(&url, (writers + 8) as u32);
+    {
+        let mut conn = pool.get()?;
+        conn.batch_execute("DROP TABLE IF EXISTS outbox, processed_messages")?;
+        conn.batch_execute(bus::outbox::MIGRATION_SQL)?;
+    }
+    let names = bus::Names::new(format!("bench.{}.", std::process::id()));
+    let broker = Broker::new(
+        args.text("amqp", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+        names,
+        "bench",
+    );
+    let committed = Arc::new(Mutex::new(HashMap::with_capacity(events)));
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(events)));
+    let shutdown = platform::Shutdown::new();
+    let spec = ConsumerSpec::new("bench.events")
+        .bind("events", AccountEnabled::TYPE)
+        .prefetch(200)
+        .concurrency(16);
+    let consumer = tokio::spawn(bus::consumer::run(
+        broker.clone(),
+        spec,
+        Arc::new(Recorder {
+            pool: pool.clone(),
+            committed: committed.clone(),
+            latencies: latencies.clone(),
+        }),
+        shutdown.clone(),
+    ));
+    let relay = OutboxRelay::new(pool.clone(), broker.clone());
+    let wake = relay.handle();
+    let relay_task = tokio::spawn(relay.run(shutdown.clone()));
+    tokio::time::sleep(Duration::from_secs(2)).await; // consumer bound, relay connected
+
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let pool = pool.clone();
+        let committed = committed.clone();
+        let wake = wake.clone();
+        tasks.push(tokio::task::spawn_blocking(
+            move || -> anyhow::Result<()> {
+                let mut conn = pool.get()?;
+                for i in (w..events).step_by(writers) {
+                    let id = conn.transaction(|conn| {
+                        bus::outbox::enqueue(
+                            conn,
+                            AccountEnabled {
+                                user_id: uuid::Uuid::new_v4(),
+                                revision: i as i64,
+                            },
+                        )
+                    })?;
+                    if let Ok(mut map) = committed.lock() {
+                        map.insert(id.to_string(), Instant::now());
+                    }
+                    wake.wake();
+                }
+                Ok(())
+            },
+        ));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let written = started.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while latencies.lock().map(|l| l.len()).unwrap_or(0) < events && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = started.elapsed();
+    shutdown.trigger();
+    let _ = consumer.await;
+    let _ = relay_task.await;
+    let report = Report {
+        latencies_us: latencies.lock().map(|l| l.clone()).unwrap_or_default(),
+        errors: 0,
+    };
+    eprintln!(
+        "outbox: {events} events committed in {:.2}s by {writers} writers",
+        written.as_secs_f64()
+    );
+    report.print("outbox_to_consumer", elapsed);
+    Ok(())
+}
+
+fn job(i: usize) -> Envelope<EmailJob> {
+    Envelope::new(EmailJob {
+        to: format!("user{i}@example.com"),
+        template: EmailTemplate::Welcome,
+        vars: [("display_name".to_string(), format!("User {i}"))]
+            .into_iter()
+            .collect(),
+        idempotency_key: uuid::Uuid::new_v4().to_string(),
+    })
+}
+
+/// `loadgen smtp --port P --emails N --prefix PFX`: starts an SMTP sink,
+/// measures a plain lettre client pushing N messages into it, then
+/// publishes N email jobs for a worker (started by bench.sh against the
+/// same sink) and measures queue-to-delivered.
+pub async fn smtp(args: &Args) -> anyhow::Result<()> {
+    let emails: usize = args.get("emails", 10_000)?;
+    let concurrency: usize = args.get("concurrency", 8)?;
+    let prefix = args.text("prefix", "");
+    let sink = testkit::SmtpSink::start_on(args.get("port", 2525)?).await?;
+
+    // Baseline: a plain SMTP client, pooled, `concurrency` at a time.
+    use lettre::AsyncTransport;
+    let client = Arc::new(
+        lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::builder_dangerous("127.0.0.1")
+            .port(sink.port())
+            .build(),
+    );
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..concurrency {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut report = Report::default();
+            for i in (c..emails).step_by(concurrency) {
+                let message = lettre::Message::builder()
+                    .from("Platform <no-reply@localhost>".parse().context("from")?)
+                    .to(format!("user{i}@example.com").parse().context("to")?)
+                    .subject("Welcome")
+                    .body(format!("Hello User {i}"))?;
+                let t = Instant::now();
+                match client.send(message).await {
+                    Ok(_) => report.latencies_us.push(t.elapsed().as_micros() as u64),
+                    Err(_) => report.errors += 1,
+                }
+            }
+            Ok::<_, anyhow::Error>(report)
+        }));
+    }
+    let mut baseline = Report::default();
+    for task in tasks {
+        baseline.merge(task.await??);
+    }
+    baseline.print("smtp_plain_client", started.elapsed());
+
+    // The worker: publish jobs, wait for the sink to have them all.
+    let already = sink.received().len();
+    let broker = Broker::new(
+        args.text("amqp", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+        bus::Names::new(prefix),
+        "bench",
+    );
+    let connection = broker.connect().await?;
+    let publisher = bus::Publisher::open(&connection).await?;
+    bus::topology::declare_publishing(publisher.channel(), &broker.names).await?;
+    let mut published = HashMap::with_capacity(emails);
+    let started = Instant::now();
+    let mut pending = Vec::with_capacity(256);
+    for i in 0..emails {
+        let envelope = job(i);
+        published.insert(format!("<{}@platform>", envelope.id), Instant::now());
+        let message = bus::publisher::OutgoingMessage {
+            exchange: broker.names.physical("jobs"),
+            routing_key: "email".into(),
+            message_id: envelope.id.to_string(),
+            message_type: "email".into(),
+            payload: serde_json::to_vec(&envelope)?,
+            headers: Default::default(),
+            mandatory: true,
+        };
+        pending.push(publisher.send(&message).await?);
+        if pending.len() == 256 {
+            for confirm in pending.drain(..) {
+                confirm.wait().await?;
+            }
+        }
+    }
+    for confirm in pending.drain(..) {
+        confirm.wait().await?;
+    }
+    let received = sink
+        .wait_for(already + emails, Duration::from_secs(300))
+        .await;
+    let elapsed = started.elapsed();
+    let mut report = Report::default();
+    for mail in &received[already..] {
+        let id = mail
+            .data
+            .lines()
+            .find_map(|l| l.strip_prefix("Message-ID: "))
+            .map(str::trim)
+            .unwrap_or_default();
+        match (published.get(id), mail.received_at) {
+            (Some(at), received_at) => report
+                .latencies_us
+                .push(received_at.saturating_duration_since(*at).as_micros() as u64),
+            _ => report.errors += 1,
+        }
+    }
+    report.errors += (emails as u64).saturating_sub((received.len() - already) as u64);
+    report.print("worker_email", elapsed);
+    let _ = connection.close(200, "done").await;
+    Ok(())
+}
