@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 struct Recorder {
     pool: platform::db::PgPool,
+    inbox: bool,
     committed: Arc<Mutex<HashMap<String, Instant>>>,
     latencies: Arc<Mutex<Vec<u64>>>,
 }
@@ -20,11 +21,13 @@ struct Recorder {
 impl Handler for Recorder {
     async fn handle(&self, message: Incoming) -> Result<(), HandlerError> {
         let id = message.message_id.clone();
-        platform::db::run(&self.pool, move |conn| {
-            bus::inbox::first_delivery(conn, "bench", &id).map_err(platform::db::DbError::from)
-        })
-        .await
-        .map_err(|e| HandlerError::Transient(e.to_string()))?;
+        if self.inbox {
+            platform::db::run(&self.pool, move |conn| {
+                bus::inbox::first_delivery(conn, "bench", &id).map_err(platform::db::DbError::from)
+            })
+            .await
+            .map_err(|e| HandlerError::Transient(e.to_string()))?;
+        }
         let committed = self
             .committed
             .lock()
@@ -70,6 +73,7 @@ pub async fn outbox(args: &Args) -> anyhow::Result<()> {
         spec,
         Arc::new(Recorder {
             pool: pool.clone(),
+            inbox: args.text("inbox", "on") == "on",
             committed: committed.clone(),
             latencies: latencies.clone(),
         }),
