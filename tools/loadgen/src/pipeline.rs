@@ -49,7 +49,8 @@ pub async fn outbox(args: &Args) -> anyhow::Result<()> {
     let events: usize = args.get("events", 10_000)?;
     let writers: usize = args.get("writers", 8)?;
     platform::db::ensure_database(&url)?;
-    let pool = platform::db::pool(&url, (writers + 8) as u32);
+    let handlers: usize = args.get("handlers", 16)?;
+    let pool = platform::db::pool(&url, (writers + handlers) as u32);
     {
         let mut conn = pool.get()?;
         conn.batch_execute("DROP TABLE IF EXISTS outbox, processed_messages")?;
@@ -67,7 +68,7 @@ pub async fn outbox(args: &Args) -> anyhow::Result<()> {
     let spec = ConsumerSpec::new("bench.events")
         .bind("events", AccountEnabled::TYPE)
         .prefetch(200)
-        .concurrency(16);
+        .concurrency(handlers);
     let consumer = tokio::spawn(bus::consumer::run(
         broker.clone(),
         spec,
@@ -81,19 +82,37 @@ pub async fn outbox(args: &Args) -> anyhow::Result<()> {
     ));
     let relay = OutboxRelay::new(pool.clone(), broker.clone());
     let wake = relay.handle();
-    let relay_task = tokio::spawn(relay.run(shutdown.clone()));
-    tokio::time::sleep(Duration::from_secs(2)).await; // consumer bound, relay connected
+    // `burst`: writers and relay run together; `prefill`: the events are
+    // committed first and the relay started after (the pipeline's own
+    // rate); `paced`: writers commit at `--rate` events/s (latency).
+    let mode = args.text("mode", "burst");
+    let rate: f64 = args.get("rate", 1000.0)?;
+    let mut relay = Some(relay);
+    let mut relay_task = None;
+    if mode != "prefill" {
+        relay_task = relay.take().map(|r| tokio::spawn(r.run(shutdown.clone())));
+        tokio::time::sleep(Duration::from_secs(2)).await; // consumer bound, relay connected
+    } else {
+        tokio::time::sleep(Duration::from_secs(1)).await; // consumer bound
+    }
 
-    let started = Instant::now();
+    let mut started = Instant::now();
     let mut tasks = Vec::new();
+    let interval = Duration::from_secs_f64(writers as f64 / rate.max(1.0));
     for w in 0..writers {
         let pool = pool.clone();
         let committed = committed.clone();
         let wake = wake.clone();
+        let paced = mode == "paced";
         tasks.push(tokio::task::spawn_blocking(
             move || -> anyhow::Result<()> {
                 let mut conn = pool.get()?;
+                let mut next = Instant::now();
                 for i in (w..events).step_by(writers) {
+                    if paced {
+                        next += interval;
+                        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+                    }
                     let id = conn.transaction(|conn| {
                         bus::outbox::enqueue(
                             conn,
@@ -116,6 +135,15 @@ pub async fn outbox(args: &Args) -> anyhow::Result<()> {
         task.await??;
     }
     let written = started.elapsed();
+    if let Some(relay) = relay.take() {
+        // Prefilled: latency from commit means nothing; time the drain only.
+        if let Ok(mut map) = committed.lock() {
+            let now = Instant::now();
+            map.values_mut().for_each(|at| *at = now);
+        }
+        started = Instant::now();
+        relay_task = Some(tokio::spawn(relay.run(shutdown.clone())));
+    }
     let deadline = Instant::now() + Duration::from_secs(120);
     while latencies.lock().map(|l| l.len()).unwrap_or(0) < events && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -123,7 +151,9 @@ pub async fn outbox(args: &Args) -> anyhow::Result<()> {
     let elapsed = started.elapsed();
     shutdown.trigger();
     let _ = consumer.await;
-    let _ = relay_task.await;
+    if let Some(task) = relay_task {
+        let _ = task.await;
+    }
     let report = Report {
         latencies_us: latencies.lock().map(|l| l.clone()).unwrap_or_default(),
         errors: 0,
@@ -132,7 +162,12 @@ pub async fn outbox(args: &Args) -> anyhow::Result<()> {
         "outbox: {events} events committed in {:.2}s by {writers} writers",
         written.as_secs_f64()
     );
-    report.print("outbox_to_consumer", elapsed);
+    let label = if mode == "paced" {
+        format!("outbox_to_consumer_paced_{}", rate as u64)
+    } else {
+        format!("outbox_to_consumer_{mode}")
+    };
+    report.print(&label, elapsed);
     Ok(())
 }
 
