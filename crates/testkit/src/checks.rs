@@ -71,3 +71,92 @@ pub fn bad_setting_is_one_line(binary: &str, variable: &str, value: &str) {
     assert_eq!(lines.len(), 1, "{stderr}");
     assert!(lines[0].contains(variable), "{stderr}");
 }
+
+/// What every service serves besides its API: liveness, readiness with
+/// database and broker, an OpenAPI document covering each route of
+/// `routes` (method, path), the offline docs page and `/metrics`.
+pub async fn serves_platform_routes(
+    address: &str,
+    prefix: &str,
+    routes: &[(&str, &str)],
+    service: &str,
+) {
+    let client = reqwest::Client::new();
+    let get = |path: String| {
+        let client = client.clone();
+        async move {
+            match client.get(&path).send().await {
+                Ok(response) => response,
+                Err(err) => panic!("GET {path}: {err}"),
+            }
+        }
+    };
+    assert_eq!(
+        get(format!("{address}{prefix}/healthz")).await.status(),
+        200
+    );
+    let ready: serde_json::Value = get(format!("{address}{prefix}/readyz"))
+        .await
+        .json()
+        .await
+        .unwrap_or_default();
+    assert_eq!(ready["checks"]["database"], "ok", "{ready}");
+    assert_eq!(ready["checks"]["broker"], "ok", "{ready}");
+
+    let spec: serde_json::Value = get(format!("{address}{prefix}/openapi.json"))
+        .await
+        .json()
+        .await
+        .unwrap_or_default();
+    assert!(
+        spec["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.")),
+        "{spec}"
+    );
+    for (method, path) in routes {
+        if ["/healthz", "/readyz", "/openapi.json", "/docs"]
+            .iter()
+            .any(|p| path.ends_with(p))
+        {
+            continue;
+        }
+        assert!(
+            spec["paths"][*path][method.to_lowercase()].is_object(),
+            "{method} {path} is missing from openapi.json"
+        );
+    }
+
+    let docs = get(format!("{address}{prefix}/docs"))
+        .await
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(
+        docs.contains(&format!("{prefix}/docs/swagger-ui-bundle.js")),
+        "{docs}"
+    );
+    assert!(
+        !docs.contains("https://"),
+        "the docs page must not load anything from the network"
+    );
+    let bundle = get(format!("{address}{prefix}/docs/swagger-ui-bundle.js")).await;
+    assert_eq!(bundle.status(), 200);
+    assert!(bundle.bytes().await.map(|b| b.len()).unwrap_or(0) > 100_000);
+
+    let metrics = get(format!("{address}/metrics"))
+        .await
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(metrics.contains("http_requests_total{"), "{metrics}");
+    assert!(
+        metrics.contains(&format!("route=\"{prefix}/healthz\"")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!("service=\"{service}\"")),
+        "{metrics}"
+    );
+    assert!(metrics.contains("http_request_duration_seconds_bucket"));
+}

@@ -3,57 +3,13 @@ use crate::helpers::*;
 #[tokio::test]
 async fn health_docs_and_metrics() {
     let platform = spawn().await;
-    let ready: serde_json::Value = platform
-        .client
-        .get(platform.accounts("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(ready["checks"]["database"], "ok");
-    let spec: serde_json::Value = platform
-        .client
-        .get(platform.accounts("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    for (method, path) in accounts::routes::ROUTES {
-        if ["/healthz", "/readyz", "/openapi.json", "/docs"]
-            .iter()
-            .any(|p| path.ends_with(p))
-        {
-            continue;
-        }
-        assert!(
-            spec["paths"][*path][method.to_lowercase()].is_object(),
-            "{method} {path} undocumented"
-        );
-    }
-    let docs = platform
-        .client
-        .get(platform.accounts("/docs"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(docs.contains("/api/accounts/docs/swagger-ui-bundle.js"));
-    let metrics = platform
-        .client
-        .get(format!("{}/metrics", platform.accounts_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(metrics.contains("service=\"accounts\""));
+    testkit::checks::serves_platform_routes(
+        &platform.accounts_url,
+        "/api/accounts",
+        accounts::routes::ROUTES,
+        "accounts",
+    )
+    .await;
 }
 
 #[test]

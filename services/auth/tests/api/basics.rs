@@ -4,82 +4,13 @@ use std::process::Command;
 #[tokio::test]
 async fn health_readiness_metrics_and_docs() {
     let app = spawn_app().await;
-
-    let health = app.client.get(app.url("/healthz")).send().await.unwrap();
-    assert_eq!(health.status(), 200);
-
-    let ready: serde_json::Value = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(ready["checks"]["database"], "ok");
-    assert_eq!(ready["checks"]["broker"], "ok");
-
-    let spec: serde_json::Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
-    for (method, path) in auth::routes::ROUTES {
-        let relative = path.trim_start_matches("/api/auth");
-        if ["/healthz", "/readyz", "/openapi.json", "/docs"].contains(&relative) {
-            continue;
-        }
-        let operation = &spec["paths"][*path][method.to_lowercase()];
-        assert!(
-            operation.is_object(),
-            "{method} {path} is missing from openapi.json"
-        );
-    }
-
-    let docs = app
-        .client
-        .get(app.url("/docs"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(docs.contains("/api/auth/docs/swagger-ui-bundle.js"));
-    assert!(
-        !docs.contains("https://"),
-        "docs page must not load anything from the network"
-    );
-    let bundle = app
-        .client
-        .get(app.url("/docs/swagger-ui-bundle.js"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bundle.status(), 200);
-    assert!(bundle.bytes().await.unwrap().len() > 100_000);
-
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(metrics.contains("http_requests_total{"), "{metrics}");
-    assert!(
-        metrics.contains(r#"route="/api/auth/healthz""#),
-        "{metrics}"
-    );
-    assert!(metrics.contains("http_request_duration_seconds_bucket"));
+    testkit::checks::serves_platform_routes(
+        &app.address,
+        "/api/auth",
+        auth::routes::ROUTES,
+        "auth",
+    )
+    .await;
 }
 
 #[tokio::test]
