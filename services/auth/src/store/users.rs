@@ -119,27 +119,6 @@ pub fn set_password(conn: &mut PgConnection, id: UserId, hash: &str) -> QueryRes
         .execute(conn)
 }
 
-pub fn grant_admin(conn: &mut PgConnection, id: UserId) -> QueryResult<UserRow> {
-    let user = users::table
-        .find(id.as_uuid())
-        .select(UserRow::as_select())
-        .for_update()
-        .first(conn)?;
-    let mut roles = user.roles();
-    roles.extend([Role::User, Role::Admin]);
-    let roles = domain::role::parse_roles(roles.iter().map(Role::as_str));
-    diesel::update(users::table.find(id.as_uuid()))
-        .set((
-            users::roles.eq(roles
-                .iter()
-                .map(|r| Some(r.as_str().to_string()))
-                .collect::<Vec<_>>()),
-            users::updated_at.eq(diesel::dsl::now),
-        ))
-        .returning(UserRow::as_returning())
-        .get_result(conn)
-}
-
 /// Sets `email_verified`; `None` if there is no such user.
 pub fn mark_email_verified(conn: &mut PgConnection, id: UserId) -> QueryResult<Option<UserRow>> {
     diesel::update(users::table.find(id.as_uuid()))
