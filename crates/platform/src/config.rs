@@ -73,6 +73,106 @@ fn describe_custom(message: &str) -> ConfigError {
     ConfigError::new("environment", message.to_string())
 }
 
+/// Settings every service reads under the same names:
+///
+/// | variable | default | meaning |
+/// |---|---|---|
+/// | `HOST` | `0.0.0.0` | listen address |
+/// | `DATABASE_POOL_SIZE` | `16` | database connections |
+/// | `AMQP_URL` | `amqp://guest:guest@127.0.0.1:5672/%2f` | RabbitMQ |
+/// | `AMQP_PREFIX` | empty | prefix of every exchange and queue name |
+/// | `RETRY_DELAYS_MS` | `1000,10000,60000,300000` | delays between attempts of a failed message |
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Common {
+    #[serde(default = "common_defaults::host")]
+    pub host: String,
+    #[serde(default = "common_defaults::pool_size")]
+    pub database_pool_size: u32,
+    #[serde(default = "common_defaults::amqp_url")]
+    pub amqp_url: secrecy::SecretString,
+    #[serde(default)]
+    pub amqp_prefix: String,
+    #[serde(default = "common_defaults::retry_delays")]
+    pub retry_delays_ms: String,
+}
+
+mod common_defaults {
+    pub fn host() -> String {
+        "0.0.0.0".into()
+    }
+    pub fn pool_size() -> u32 {
+        16
+    }
+    pub fn amqp_url() -> secrecy::SecretString {
+        "amqp://guest:guest@127.0.0.1:5672/%2f".into()
+    }
+    pub fn retry_delays() -> String {
+        super::DEFAULT_RETRY_DELAYS_MS.into()
+    }
+}
+
+impl Default for Common {
+    fn default() -> Self {
+        Self {
+            host: common_defaults::host(),
+            database_pool_size: common_defaults::pool_size(),
+            amqp_url: common_defaults::amqp_url(),
+            amqp_prefix: String::new(),
+            retry_delays_ms: common_defaults::retry_delays(),
+        }
+    }
+}
+
+impl Common {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        use secrecy::ExposeSecret;
+        require_scheme(
+            "AMQP_URL",
+            self.amqp_url.expose_secret(),
+            &["amqp", "amqps"],
+        )?;
+        require_range("DATABASE_POOL_SIZE", self.database_pool_size, 1, 1000)?;
+        self.retry_delays().map(|_| ())
+    }
+
+    pub fn retry_delays(&self) -> Result<Vec<std::time::Duration>, ConfigError> {
+        retry_delays("RETRY_DELAYS_MS", &self.retry_delays_ms)
+    }
+}
+
+/// A service configuration: its own settings plus [`Common`].
+pub trait ServiceConfig: DeserializeOwned {
+    fn common_mut(&mut self) -> &mut Common;
+    fn validate(&self) -> Result<(), ConfigError>;
+}
+
+/// Reads a service configuration and the common settings from `vars`.
+pub fn load_from<T, I>(vars: I) -> Result<T, ConfigError>
+where
+    T: ServiceConfig,
+    I: IntoIterator<Item = (String, String)>,
+{
+    let vars: Vec<(String, String)> = vars.into_iter().collect();
+    let mut config: T = from_iter(vars.clone())?;
+    let common: Common = from_iter(vars)?;
+    common.validate()?;
+    *config.common_mut() = common;
+    config.validate()?;
+    Ok(config)
+}
+
+/// Loads a service configuration from the environment, or ends the process
+/// with one line on stderr naming the variable.
+pub fn load_service_or_exit<T: ServiceConfig>() -> T {
+    match load_from::<T, _>(std::env::vars()) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("{err}");
+            std::process::exit(2);
+        }
+    }
+}
+
 /// Loads the configuration or ends the process with one line on stderr.
 pub fn load_or_exit<T, F>(validate: F) -> T
 where
@@ -198,6 +298,40 @@ mod tests {
         let config = from_iter::<Sample, _>(vars(&[("DATABASE_URL", "x"), ("PORT", "")])).unwrap();
         assert_eq!(config.port, 8000);
         assert_eq!(config.database_url, "x");
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Service {
+        #[serde(skip)]
+        common: Common,
+        #[serde(default = "default_port")]
+        port: u16,
+    }
+
+    impl ServiceConfig for Service {
+        fn common_mut(&mut self) -> &mut Common {
+            &mut self.common
+        }
+        fn validate(&self) -> Result<(), ConfigError> {
+            require_range("PORT", self.port, 1, 65535)
+        }
+    }
+
+    #[test]
+    fn a_service_reads_its_own_and_the_common_settings() {
+        let config: Service = load_from(vars(&[
+            ("AMQP_PREFIX", "t."),
+            ("PORT", "9"),
+            ("RETRY_DELAYS_MS", "5,10"),
+        ]))
+        .unwrap();
+        assert_eq!((config.port, config.common.amqp_prefix.as_str()), (9, "t."));
+        assert_eq!(config.common.retry_delays().unwrap().len(), 2);
+        assert_eq!(config.common.database_pool_size, 16);
+        let err = load_from::<Service, _>(vars(&[("AMQP_URL", "http://x")])).unwrap_err();
+        assert_eq!(err.variable, "AMQP_URL");
+        let err = load_from::<Service, _>(vars(&[("PORT", "0")])).unwrap_err();
+        assert_eq!(err.variable, "PORT");
     }
 
     #[test]

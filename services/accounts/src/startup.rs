@@ -25,7 +25,7 @@ pub struct Application(Running);
 pub fn migrate(config: &Config) -> anyhow::Result<PgPool> {
     db::prepare(
         config.database_url.expose_secret(),
-        config.database_pool_size,
+        config.common.database_pool_size,
         crate::MIGRATIONS,
         crate::MIGRATION_LOCK,
     )
@@ -42,8 +42,8 @@ impl Application {
             Arc::new(JwksClient::new(&config.auth_jwks_url)),
         );
         let broker = Broker::new(
-            config.amqp_url.expose_secret(),
-            bus::Names::new(config.amqp_prefix.clone()),
+            config.common.amqp_url.expose_secret(),
+            bus::Names::new(config.common.amqp_prefix.clone()),
             crate::SERVICE,
         );
         let relay = OutboxRelay::new(pool.clone(), broker.clone());
@@ -60,7 +60,7 @@ impl Application {
             },
             metrics: Metrics::new(crate::SERVICE)?,
         };
-        let listener = TcpListener::bind((config.host.as_str(), config.port))?;
+        let listener = TcpListener::bind((config.common.host.as_str(), config.port))?;
         let port = listener.local_addr()?.port();
         let server = server::serve(listener, spec, move |cfg| {
             cfg.app_data(web::Data::new(state.clone()))

@@ -28,6 +28,7 @@
 //! | `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT` | | see `platform::telemetry` |
 
 use platform::config::{require_range, require_scheme};
+use platform::config::{Common, ServiceConfig};
 use platform::ConfigError;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -35,18 +36,13 @@ use std::time::Duration;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
-    #[serde(default = "defaults::host")]
-    pub host: String,
+    /// HOST, DATABASE_POOL_SIZE, AMQP_URL, AMQP_PREFIX, RETRY_DELAYS_MS.
+    #[serde(skip)]
+    pub common: Common,
     #[serde(default = "defaults::port")]
     pub port: u16,
     #[serde(default = "defaults::database_url")]
     pub database_url: SecretString,
-    #[serde(default = "defaults::pool_size")]
-    pub database_pool_size: u32,
-    #[serde(default = "defaults::amqp_url")]
-    pub amqp_url: SecretString,
-    #[serde(default)]
-    pub amqp_prefix: String,
     #[serde(default = "defaults::issuer")]
     pub jwt_issuer: String,
     #[serde(default = "defaults::access_ttl")]
@@ -75,27 +71,16 @@ pub struct Config {
     pub argon2_parallelism: u32,
     #[serde(default = "defaults::key_reload")]
     pub key_reload_secs: u64,
-    #[serde(default = "defaults::retry_delays")]
-    pub retry_delays_ms: String,
 }
 
 mod defaults {
     use secrecy::SecretString;
 
-    pub fn host() -> String {
-        "0.0.0.0".into()
-    }
     pub fn port() -> u16 {
         8001
     }
     pub fn database_url() -> SecretString {
         "postgres://postgres@127.0.0.1:5432/auth".into()
-    }
-    pub fn pool_size() -> u32 {
-        16
-    }
-    pub fn amqp_url() -> SecretString {
-        "amqp://guest:guest@127.0.0.1:5672/%2f".into()
     }
     pub fn issuer() -> String {
         "http://localhost/api/auth".into()
@@ -133,36 +118,21 @@ mod defaults {
     pub fn key_reload() -> u64 {
         10
     }
-    pub fn retry_delays() -> String {
-        platform::config::DEFAULT_RETRY_DELAYS_MS.into()
-    }
 }
 
 impl Config {
     /// Loads from the environment or exits with one line naming the variable.
     pub fn from_env_or_exit() -> Self {
-        platform::config::load_or_exit(Self::validate)
+        platform::config::load_service_or_exit()
     }
 
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let config: Self = platform::config::from_env()?;
-        config.validate()?;
-        Ok(config)
-    }
-
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    fn check(&self) -> Result<(), ConfigError> {
         use secrecy::ExposeSecret;
         require_scheme(
             "DATABASE_URL",
             self.database_url.expose_secret(),
             &["postgres", "postgresql"],
         )?;
-        require_scheme(
-            "AMQP_URL",
-            self.amqp_url.expose_secret(),
-            &["amqp", "amqps"],
-        )?;
-        require_range("DATABASE_POOL_SIZE", self.database_pool_size, 1, 1000)?;
         require_range(
             "ACCESS_TOKEN_TTL_SECS",
             self.access_token_ttl_secs,
@@ -206,7 +176,6 @@ impl Config {
         if self.jwt_issuer.trim().is_empty() {
             return Err(ConfigError::new("JWT_ISSUER", "must not be empty"));
         }
-        self.retry_delays()?;
         for origin in self.allowed_origin_list() {
             require_scheme("ALLOWED_ORIGINS", &origin, &["http", "https"])?;
         }
@@ -214,7 +183,7 @@ impl Config {
     }
 
     pub fn retry_delays(&self) -> Result<Vec<Duration>, ConfigError> {
-        platform::config::retry_delays("RETRY_DELAYS_MS", &self.retry_delays_ms)
+        self.common.retry_delays()
     }
 
     pub fn allowed_origin_list(&self) -> Vec<String> {
@@ -227,6 +196,16 @@ impl Config {
 
     /// A configuration for tests and tools: the defaults, with overrides.
     pub fn defaults() -> Result<Self, ConfigError> {
-        platform::config::from_iter(std::iter::empty())
+        platform::config::load_from(std::iter::empty())
+    }
+}
+
+impl ServiceConfig for Config {
+    fn common_mut(&mut self) -> &mut Common {
+        &mut self.common
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.check()
     }
 }

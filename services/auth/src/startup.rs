@@ -28,7 +28,7 @@ pub struct Application(Running);
 pub fn migrate(config: &Config) -> anyhow::Result<PgPool> {
     db::prepare(
         config.database_url.expose_secret(),
-        config.database_pool_size,
+        config.common.database_pool_size,
         crate::MIGRATIONS,
         crate::MIGRATION_LOCK,
     )
@@ -55,8 +55,8 @@ impl Application {
         let verifier = Verifier::new(&config.jwt_issuer, Arc::new(verification_keys.clone()));
 
         let broker = Broker::new(
-            config.amqp_url.expose_secret(),
-            bus::Names::new(config.amqp_prefix.clone()),
+            config.common.amqp_url.expose_secret(),
+            bus::Names::new(config.common.amqp_prefix.clone()),
             crate::SERVICE,
         );
         let relay = OutboxRelay::new(pool.clone(), broker.clone());
@@ -81,7 +81,7 @@ impl Application {
             },
             metrics: Metrics::new(crate::SERVICE)?,
         };
-        let listener = TcpListener::bind((config.host.as_str(), config.port))?;
+        let listener = TcpListener::bind((config.common.host.as_str(), config.port))?;
         let port = listener.local_addr()?.port();
         let server = {
             let state = state.clone();

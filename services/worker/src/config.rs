@@ -7,7 +7,7 @@
 //! | `HOST` | `0.0.0.0` | listen address (health and metrics) |
 //! | `PORT` | `8005` | listen port |
 //! | `DATABASE_URL` | `postgres://postgres@127.0.0.1:5432/worker` | created if absent |
-//! | `DATABASE_POOL_SIZE` | `8` | connections |
+//! | `DATABASE_POOL_SIZE` | `16` | connections |
 //! | `AMQP_URL` | `amqp://guest:guest@127.0.0.1:5672/%2f` | RabbitMQ |
 //! | `AMQP_PREFIX` | empty | prefix of every exchange and queue name |
 //! | `RETRY_DELAYS_MS` | `1000,10000,60000,300000` | delays between attempts of a failed job |
@@ -23,6 +23,7 @@
 //! | `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT` | | see `platform::telemetry` |
 
 use platform::config::{require_range, require_scheme};
+use platform::config::{Common, ServiceConfig};
 use platform::ConfigError;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -36,20 +37,13 @@ pub enum EmailTransport {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
-    #[serde(default = "defaults::host")]
-    pub host: String,
+    /// HOST, DATABASE_POOL_SIZE, AMQP_URL, AMQP_PREFIX, RETRY_DELAYS_MS.
+    #[serde(skip)]
+    pub common: Common,
     #[serde(default = "defaults::port")]
     pub port: u16,
     #[serde(default = "defaults::database_url")]
     pub database_url: SecretString,
-    #[serde(default = "defaults::pool_size")]
-    pub database_pool_size: u32,
-    #[serde(default = "defaults::amqp_url")]
-    pub amqp_url: SecretString,
-    #[serde(default)]
-    pub amqp_prefix: String,
-    #[serde(default = "defaults::retry_delays")]
-    pub retry_delays_ms: String,
     #[serde(default = "defaults::transport")]
     pub email_transport: String,
     #[serde(default = "defaults::outbox_dir")]
@@ -73,23 +67,11 @@ pub struct Config {
 mod defaults {
     use secrecy::SecretString;
 
-    pub fn host() -> String {
-        "0.0.0.0".into()
-    }
     pub fn port() -> u16 {
         8005
     }
     pub fn database_url() -> SecretString {
         "postgres://postgres@127.0.0.1:5432/worker".into()
-    }
-    pub fn pool_size() -> u32 {
-        8
-    }
-    pub fn amqp_url() -> SecretString {
-        "amqp://guest:guest@127.0.0.1:5672/%2f".into()
-    }
-    pub fn retry_delays() -> String {
-        platform::config::DEFAULT_RETRY_DELAYS_MS.into()
     }
     pub fn transport() -> String {
         "file".into()
@@ -119,19 +101,14 @@ mod defaults {
 
 impl Config {
     pub fn from_env_or_exit() -> Self {
-        platform::config::load_or_exit(Self::validate)
+        platform::config::load_service_or_exit()
     }
 
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    fn check(&self) -> Result<(), ConfigError> {
         require_scheme(
             "DATABASE_URL",
             self.database_url.expose_secret(),
             &["postgres", "postgresql"],
-        )?;
-        require_scheme(
-            "AMQP_URL",
-            self.amqp_url.expose_secret(),
-            &["amqp", "amqps"],
         )?;
         require_scheme(
             "SMTP_URL",
@@ -139,7 +116,6 @@ impl Config {
             &["smtp", "smtps"],
         )?;
         require_scheme("PUBLIC_BASE_URL", &self.public_base_url, &["http", "https"])?;
-        require_range("DATABASE_POOL_SIZE", self.database_pool_size, 1, 1000)?;
         require_range("EMAIL_PREFETCH", self.email_prefetch, 1, 1000)?;
         require_range("EMAIL_CONCURRENCY", self.email_concurrency, 1, 1000)?;
         self.sender()?;
@@ -150,7 +126,7 @@ impl Config {
             1,
             86_400,
         )?;
-        self.retry_delays().map(|_| ())
+        Ok(())
     }
 
     pub fn transport(&self) -> Result<EmailTransport, ConfigError> {
@@ -174,10 +150,20 @@ impl Config {
     }
 
     pub fn retry_delays(&self) -> Result<Vec<Duration>, ConfigError> {
-        platform::config::retry_delays("RETRY_DELAYS_MS", &self.retry_delays_ms)
+        self.common.retry_delays()
     }
 
     pub fn defaults() -> Result<Self, ConfigError> {
-        platform::config::from_iter(std::iter::empty())
+        platform::config::load_from(std::iter::empty())
+    }
+}
+
+impl ServiceConfig for Config {
+    fn common_mut(&mut self) -> &mut Common {
+        &mut self.common
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.check()
     }
 }

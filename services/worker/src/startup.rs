@@ -21,7 +21,7 @@ pub struct Application(Running);
 pub fn migrate(config: &Config) -> anyhow::Result<PgPool> {
     db::prepare(
         config.database_url.expose_secret(),
-        config.database_pool_size,
+        config.common.database_pool_size,
         crate::MIGRATIONS,
         crate::MIGRATION_LOCK,
     )
@@ -29,8 +29,8 @@ pub fn migrate(config: &Config) -> anyhow::Result<PgPool> {
 
 pub fn broker(config: &Config) -> Broker {
     Broker::new(
-        config.amqp_url.expose_secret(),
-        bus::Names::new(config.amqp_prefix.clone()),
+        config.common.amqp_url.expose_secret(),
+        bus::Names::new(config.common.amqp_prefix.clone()),
         crate::SERVICE,
     )
 }
@@ -71,7 +71,7 @@ impl Application {
             },
             metrics,
         };
-        let listener = TcpListener::bind((config.host.as_str(), config.port))?;
+        let listener = TcpListener::bind((config.common.host.as_str(), config.port))?;
         let port = listener.local_addr()?.port();
         let server = server::serve(listener, spec, |_| {})?;
 

@@ -128,7 +128,7 @@ async fn an_admin_change_made_during_a_broker_outage_reaches_auth_afterwards() {
         .unwrap();
     let port = proxy.port();
     let platform = spawn_with(|config| {
-        config.amqp_url =
+        config.common.amqp_url =
             secrecy::SecretString::from(format!("amqp://guest:guest@127.0.0.1:{port}/%2f"));
     })
     .await;

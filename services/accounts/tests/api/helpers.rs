@@ -67,15 +67,15 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut accounts::config::Config)) -> P
 
     let auth_db = auth_database();
     let mut auth_config = auth::config::Config::defaults().unwrap();
-    auth_config.host = "127.0.0.1".into();
+    auth_config.common.host = "127.0.0.1".into();
     auth_config.port = 0;
     auth_config.database_url = SecretString::from(auth_db.url().to_string());
-    auth_config.database_pool_size = 4;
-    auth_config.amqp_prefix = bus.prefix().to_string();
+    auth_config.common.database_pool_size = 4;
+    auth_config.common.amqp_prefix = bus.prefix().to_string();
     auth_config.argon2_memory_kib = 64;
     auth_config.argon2_iterations = 1;
     auth_config.cookie_secure = false;
-    auth_config.retry_delays_ms = "50,100".into();
+    auth_config.common.retry_delays_ms = "50,100".into();
     let auth_app = auth::startup::Application::build(auth_config.clone())
         .await
         .unwrap();
@@ -85,14 +85,14 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut accounts::config::Config)) -> P
 
     let db = accounts_database();
     let mut config = accounts::config::Config::defaults().unwrap();
-    config.host = "127.0.0.1".into();
+    config.common.host = "127.0.0.1".into();
     config.port = 0;
     config.database_url = SecretString::from(db.url().to_string());
-    config.database_pool_size = 4;
-    config.amqp_prefix = bus.prefix().to_string();
+    config.common.database_pool_size = 4;
+    config.common.amqp_prefix = bus.prefix().to_string();
     config.auth_jwks_url = format!("{auth_url}/api/auth/.well-known/jwks.json");
     config.jwt_issuer = auth_config.jwt_issuer.clone();
-    config.retry_delays_ms = "50,100".into();
+    config.common.retry_delays_ms = "50,100".into();
     adjust(&mut config);
     let app = accounts::startup::Application::build(config.clone())
         .await

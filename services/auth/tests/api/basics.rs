@@ -68,7 +68,7 @@ async fn readiness_reports_a_broker_outage() {
         .await
         .unwrap();
     let app = spawn_app_with(|config| {
-        config.amqp_url = secrecy::SecretString::from(format!(
+        config.common.amqp_url = secrecy::SecretString::from(format!(
             "amqp://guest:guest@127.0.0.1:{}/%2f",
             proxy.port()
         ));

@@ -20,19 +20,19 @@ pub struct TestApp {
 
 pub fn test_config(db: &TestDatabase, bus: &TestBus) -> Config {
     let mut config = Config::defaults().expect("default config");
-    config.host = "127.0.0.1".into();
+    config.common.host = "127.0.0.1".into();
     config.port = 0;
     config.database_url = SecretString::from(db.url().to_string());
-    config.database_pool_size = 4;
-    config.amqp_url = SecretString::from(bus.url());
-    config.amqp_prefix = bus.prefix().to_string();
+    config.common.database_pool_size = 4;
+    config.common.amqp_url = SecretString::from(bus.url());
+    config.common.amqp_prefix = bus.prefix().to_string();
     // Cheap hashes keep the suite fast; the parameters are a setting, and
     // the hashing itself is tested with its own.
     config.argon2_memory_kib = 64;
     config.argon2_iterations = 1;
     config.cookie_secure = false;
     config.key_reload_secs = 1;
-    config.retry_delays_ms = "50,100".into();
+    config.common.retry_delays_ms = "50,100".into();
     config
 }
 

@@ -7,7 +7,7 @@ async fn events_wait_out_a_broker_outage_and_arrive_exactly_once() {
         .await
         .unwrap();
     let app = spawn_app_with(|config| {
-        config.amqp_url = secrecy::SecretString::from(format!(
+        config.common.amqp_url = secrecy::SecretString::from(format!(
             "amqp://guest:guest@127.0.0.1:{}/%2f",
             proxy.port()
         ));

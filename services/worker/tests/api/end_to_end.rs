@@ -19,10 +19,10 @@ async fn the_verification_email_from_auth_arrives_with_a_working_link() {
     )
     .unwrap();
     let mut auth_config = auth::config::Config::defaults().unwrap();
-    auth_config.host = "127.0.0.1".into();
+    auth_config.common.host = "127.0.0.1".into();
     auth_config.port = 0;
     auth_config.database_url = SecretString::from(auth_db.url().to_string());
-    auth_config.amqp_prefix = bus.prefix().to_string();
+    auth_config.common.amqp_prefix = bus.prefix().to_string();
     auth_config.argon2_memory_kib = 64;
     auth_config.argon2_iterations = 1;
     bus.track_consumer(&auth::consumers::AccountEvents::spec(vec![

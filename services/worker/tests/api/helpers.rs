@@ -51,12 +51,12 @@ pub fn readable(data: &str) -> String {
 
 pub fn config(db: &TestDatabase, bus: &TestBus, sink: Option<&SmtpSink>) -> Config {
     let mut config = Config::defaults().unwrap();
-    config.host = "127.0.0.1".into();
+    config.common.host = "127.0.0.1".into();
     config.port = 0;
     config.database_url = SecretString::from(db.url().to_string());
-    config.database_pool_size = 4;
-    config.amqp_prefix = bus.prefix().to_string();
-    config.retry_delays_ms = "100,200".into();
+    config.common.database_pool_size = 4;
+    config.common.amqp_prefix = bus.prefix().to_string();
+    config.common.retry_delays_ms = "100,200".into();
     config.public_base_url = "https://app.example.com".into();
     match sink {
         Some(sink) => {
