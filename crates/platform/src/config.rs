@@ -37,11 +37,6 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Reads `T` from the process environment.
-pub fn from_env<T: DeserializeOwned>() -> Result<T, ConfigError> {
-    from_iter(std::env::vars())
-}
-
 /// Reads `T` from the given variables (what `from_env` does, testable).
 pub fn from_iter<T, I>(vars: I) -> Result<T, ConfigError>
 where
@@ -165,21 +160,6 @@ where
 /// with one line on stderr naming the variable.
 pub fn load_service_or_exit<T: ServiceConfig>() -> T {
     match load_from::<T, _>(std::env::vars()) {
-        Ok(config) => config,
-        Err(err) => {
-            eprintln!("{err}");
-            std::process::exit(2);
-        }
-    }
-}
-
-/// Loads the configuration or ends the process with one line on stderr.
-pub fn load_or_exit<T, F>(validate: F) -> T
-where
-    T: DeserializeOwned,
-    F: FnOnce(&T) -> Result<(), ConfigError>,
-{
-    match from_env::<T>().and_then(|config| validate(&config).map(|()| config)) {
         Ok(config) => config,
         Err(err) => {
             eprintln!("{err}");
