@@ -75,9 +75,12 @@ impl TestBus {
             .await?;
         for queue in queues {
             let channel = connection.create_channel().await?;
-            let _ = channel
+            if let Err(err) = channel
                 .queue_delete(&queue, lapin::options::QueueDeleteOptions::default())
-                .await;
+                .await
+            {
+                eprintln!("testkit: delete {queue}: {err}");
+            }
         }
         for exchange in [EVENTS, JOBS] {
             let channel = connection.create_channel().await?;
@@ -104,7 +107,9 @@ impl Drop for TestBus {
                 .enable_all()
                 .build()
             {
-                let _ = runtime.block_on(Self::delete_all(url, names, queues));
+                if let Err(err) = runtime.block_on(Self::delete_all(url, names, queues)) {
+                    eprintln!("testkit: could not delete the test's AMQP names: {err}");
+                }
             }
         });
         let _ = cleanup.join();

@@ -35,8 +35,34 @@ fn run(command: &mut Command, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn spawn(db: &TestDatabase, bus: &TestBus, sink: &SmtpSink) -> Child {
-    binary(db, bus, sink).stdout(Stdio::null()).spawn().unwrap()
+/// A worker process that is killed if the test ends before it does, so a
+/// failing test leaves no consumer behind.
+struct Running(Child);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl Running {
+    fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        self.0.wait()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn spawn(db: &TestDatabase, bus: &TestBus, sink: &SmtpSink) -> Running {
+    Running(binary(db, bus, sink).stdout(Stdio::null()).spawn().unwrap())
 }
 
 fn signal(child: &Child, name: &str) {
