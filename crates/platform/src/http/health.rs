@@ -1,6 +1,6 @@
 //! Liveness, readiness, metrics and API docs routes shared by every service.
 
-use super::metrics::{metrics_handler, Metrics};
+use super::metrics::metrics_handler;
 use actix_web::{web, HttpResponse};
 use futures_util::future::{join_all, BoxFuture};
 use serde_json::{json, Map, Value};
@@ -151,9 +151,4 @@ async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
     } else {
         HttpResponse::ServiceUnavailable().json(json!({"status": "unavailable", "checks": checks}))
     }
-}
-
-/// Keeps `Metrics` reachable by the telemetry middleware.
-pub fn metrics_data(metrics: &Metrics) -> web::Data<Metrics> {
-    web::Data::new(metrics.clone())
 }

@@ -77,10 +77,6 @@ impl Keyring {
         &self.jwks
     }
 
-    pub fn current_kid(&self) -> &str {
-        &self.kid
-    }
-
     pub fn issue(
         &self,
         issuer: &str,

@@ -31,7 +31,6 @@ enum Job {
 
 #[derive(Clone)]
 pub struct Hasher {
-    params: Params,
     jobs: mpsc::Sender<Job>,
     /// Verified against when the account does not exist, so an unknown email
     /// costs the same time as a wrong password. Random salt and output with
@@ -56,15 +55,7 @@ impl Hasher {
                 .spawn(move || work(&receiver, &params))?;
         }
         let dummy_hash = Arc::new(phc_string(&params, &random_salt()?, &random_bytes::<32>())?);
-        Ok(Self {
-            params,
-            jobs,
-            dummy_hash,
-        })
-    }
-
-    pub fn params(&self) -> &Params {
-        &self.params
+        Ok(Self { jobs, dummy_hash })
     }
 
     pub async fn hash(&self, password: &Password) -> anyhow::Result<String> {
