@@ -187,4 +187,21 @@ async fn search_uses_indexes_at_100k_users() {
         text.contains("profiles_email_trgm") && text.contains("profiles_name_trgm"),
         "{text}"
     );
+
+    // New rows went into the trigram indexes themselves, not into a GIN
+    // pending list that every search would scan until a vacuum.
+    #[derive(QueryableByName)]
+    struct Pending {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        pending_tuples: i64,
+    }
+    platform.execute("CREATE EXTENSION IF NOT EXISTS pgstattuple");
+    for index in ["profiles_email_trgm", "profiles_name_trgm"] {
+        let pending: Pending = diesel::sql_query(format!(
+            "SELECT pending_tuples FROM pgstatginindex('{index}')"
+        ))
+        .get_result(&mut conn)
+        .unwrap();
+        assert_eq!(pending.pending_tuples, 0, "{index} has a pending list");
+    }
 }
