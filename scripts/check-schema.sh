@@ -5,6 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 server=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432}
+if ! command -v diesel >/dev/null 2>&1; then
+  echo "diesel CLI not found: scripts/bootstrap.sh installs it" >&2
+  exit 1
+fi
 status=0
 for migrations in services/*/migrations; do
   service=$(basename "$(dirname "$migrations")")
