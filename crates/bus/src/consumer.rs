@@ -17,6 +17,7 @@ use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, Bas
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use platform::Shutdown;
 use serde::de::DeserializeOwned;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,6 +67,24 @@ pub fn require_version(version: u32, expected: u32) -> Result<(), HandlerError> 
 
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, message: Incoming) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Handles the deliveries that were waiting together (at most
+    /// [`ConsumerSpec::batch`]), one result per message in the same order.
+    /// The default handles them one after another; a handler that can do
+    /// the work of many for the price of one (one database commit for the
+    /// lot, see [`crate::inbox::Inboxed`]) overrides it.
+    fn handle_batch(
+        &self,
+        messages: Vec<Incoming>,
+    ) -> impl Future<Output = Vec<Result<(), HandlerError>>> + Send {
+        async move {
+            let mut results = Vec::with_capacity(messages.len());
+            for message in messages {
+                results.push(self.handle(message).await);
+            }
+            results
+        }
+    }
 }
 
 /// Counters and timings of a consumer, registered on the service's registry.
@@ -116,8 +135,12 @@ pub struct ConsumerSpec {
     /// `(logical exchange, routing key)` pairs the queue is bound to.
     pub bindings: Vec<(String, String)>,
     pub prefetch: u16,
-    /// Handlers running at once (at most `prefetch`).
+    /// Handler calls running at once (at most `prefetch`).
     pub concurrency: usize,
+    /// Most deliveries handed to one [`Handler::handle_batch`] call. Only
+    /// deliveries already waiting are batched: a lone message is never held
+    /// back for company.
+    pub batch: usize,
     /// Delay before each retry; attempts = delays + 1.
     pub retry_delays: Vec<Duration>,
     pub metrics: Option<ConsumerMetrics>,
@@ -130,6 +153,7 @@ impl ConsumerSpec {
             bindings: Vec::new(),
             prefetch: 16,
             concurrency: 16,
+            batch: 1,
             metrics: None,
             retry_delays: vec![
                 Duration::from_secs(1),
@@ -153,6 +177,11 @@ impl ConsumerSpec {
 
     pub fn concurrency(mut self, concurrency: usize) -> Self {
         self.concurrency = concurrency.max(1);
+        self
+    }
+
+    pub fn batch(mut self, batch: usize) -> Self {
+        self.batch = batch.max(1);
         self
     }
 
@@ -254,39 +283,45 @@ async fn consume_while_connected<H: Handler>(
     let permits = Arc::new(tokio::sync::Semaphore::new(
         spec.concurrency.min(usize::from(spec.prefetch)).max(1),
     ));
+    // Deliveries taken from lapin but not yet handed to a handler. They are
+    // taken as they come, so that whatever is waiting when a handler slot
+    // frees up goes to it as one batch.
+    let mut waiting: VecDeque<Delivery> = VecDeque::new();
     let outcome = loop {
         tokio::select! {
-            // Stop taking deliveries; those already buffered but not started
-            // go back to the queue when the channel closes.
+            biased;
             _ = shutdown.wait() => break Ok(()),
             next = deliveries.next() => match next {
-                Some(Ok(delivery)) => {
-                    let handler = handler.clone();
-                    let context = context.clone();
-                    let permits = permits.clone();
-                    in_flight.spawn(async move {
-                        let _permit = permits.acquire_owned().await;
-                        context.process(delivery, handler.as_ref()).await
-                    });
-                }
+                Some(Ok(delivery)) => waiting.push_back(delivery),
                 Some(Err(err)) => break Err(err),
                 None => break Err(lapin::Error::InvalidChannelState(channel.status().state())),
             },
             Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+            permit = permits.clone().acquire_owned(), if !waiting.is_empty() => {
+                let Ok(permit) = permit else { break Ok(()) };
+                let batch: Vec<Delivery> = waiting.drain(..waiting.len().min(spec.batch)).collect();
+                let handler = handler.clone();
+                let context = context.clone();
+                in_flight.spawn(async move {
+                    let _permit = permit;
+                    context.process(batch, handler.as_ref()).await
+                });
+            }
         }
     };
-    // Finish what was started: its ack (or requeue) still needs this channel.
-    // Keep draining the delivery stream meanwhile, handing anything new
-    // straight back: lapin's I/O loop stalls, acks included, if it cannot
-    // hand deliveries over.
+    // Deliveries not started go back to the queue now; what was started
+    // finishes, and its ack (or requeue) still needs this channel. Keep
+    // draining the delivery stream meanwhile, handing anything new straight
+    // back.
+    for delivery in waiting.drain(..) {
+        let _ = delivery.nack(REQUEUE).await;
+    }
     while !in_flight.is_empty() {
         tokio::select! {
             _ = in_flight.join_next() => {}
             next = deliveries.next() => match next {
                 Some(Ok(delivery)) => {
-                    let _ = delivery
-                        .nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() })
-                        .await;
+                    let _ = delivery.nack(REQUEUE).await;
                 }
                 _ => {
                     while in_flight.join_next().await.is_some() {}
@@ -302,6 +337,44 @@ async fn consume_while_connected<H: Handler>(
     outcome
 }
 
+const REQUEUE: BasicNackOptions = BasicNackOptions {
+    multiple: false,
+    requeue: true,
+};
+
+/// A delivery on its way through a handler.
+struct Received {
+    delivery: Delivery,
+    span: tracing::Span,
+    attempt: u32,
+    /// Messages without an id cannot be deduplicated: they are dead-lettered
+    /// without reaching the handler.
+    has_id: bool,
+}
+
+fn incoming(delivery: &Delivery) -> Incoming {
+    let properties = &delivery.properties;
+    let table = properties.headers().as_ref();
+    Incoming {
+        message_id: properties
+            .message_id()
+            .as_ref()
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+        message_type: properties
+            .kind()
+            .as_ref()
+            .map(|kind| kind.to_string())
+            .unwrap_or_default(),
+        body: delivery.data.clone(),
+        attempt: headers::attempt(table),
+        requeued: table
+            .and_then(|t| t.inner().get(headers::REQUEUED))
+            .and_then(headers::as_string)
+            .is_some_and(|v| v == "true"),
+    }
+}
+
 struct DeliveryContext {
     publisher: Publisher,
     names: topology::Names,
@@ -309,68 +382,143 @@ struct DeliveryContext {
 }
 
 impl DeliveryContext {
-    async fn process<H: Handler>(&self, delivery: Delivery, handler: &H) {
-        let properties = &delivery.properties;
-        let table = properties.headers().as_ref();
-        let incoming = Incoming {
-            message_id: properties
-                .message_id()
-                .as_ref()
-                .map(|id| id.to_string())
-                .unwrap_or_default(),
-            message_type: properties
-                .kind()
-                .as_ref()
-                .map(|kind| kind.to_string())
-                .unwrap_or_default(),
-            body: delivery.data.clone(),
-            attempt: headers::attempt(table),
-            requeued: table
-                .and_then(|t| t.inner().get(headers::REQUEUED))
-                .and_then(headers::as_string)
-                .is_some_and(|v| v == "true"),
-        };
-        let span = tracing::info_span!(
-            "amqp.consume",
-            otel.kind = "consumer",
-            messaging.destination = %self.spec.queue,
-            messaging.message_id = %incoming.message_id,
-            message_type = %incoming.message_type,
-            attempt = incoming.attempt,
-        );
-        platform::telemetry::set_parent_from(&span, &StringHeaders::from_table(table));
-        let attempt = incoming.attempt;
+    /// Hands `batch` to the handler (one message alone to
+    /// [`Handler::handle`]), then settles each delivery by its result.
+    async fn process<H: Handler>(&self, batch: Vec<Delivery>, handler: &H) {
+        let mut received = Vec::with_capacity(batch.len());
+        let mut messages = Vec::with_capacity(batch.len());
+        for delivery in batch {
+            let incoming = incoming(&delivery);
+            let span = tracing::info_span!(
+                "amqp.consume",
+                otel.kind = "consumer",
+                messaging.destination = %self.spec.queue,
+                messaging.message_id = %incoming.message_id,
+                message_type = %incoming.message_type,
+                attempt = incoming.attempt,
+            );
+            let headers = StringHeaders::from_table(delivery.properties.headers().as_ref());
+            platform::telemetry::set_parent_from(&span, &headers);
+            let has_id = !incoming.message_id.is_empty();
+            received.push(Received {
+                delivery,
+                span,
+                attempt: incoming.attempt,
+                has_id,
+            });
+            if has_id {
+                messages.push(incoming);
+            }
+        }
         let started = std::time::Instant::now();
-        let result = if incoming.message_id.is_empty() {
-            Err(HandlerError::Permanent("message has no message_id".into()))
-        } else {
-            handler.handle(incoming).instrument(span.clone()).await
-        };
-        let metrics = self.spec.metrics.as_ref();
-        if let Some(metrics) = metrics {
+        let mut results = self.call(handler, messages, &received).await.into_iter();
+        if let Some(metrics) = &self.spec.metrics {
             metrics
                 .duration
                 .with_label_values(&[self.spec.queue.as_str()])
                 .observe(started.elapsed().as_secs_f64());
         }
-        let outcome = match &result {
-            Ok(()) => "processed",
-            Err(HandlerError::Transient(_)) if attempt < self.spec.max_attempts() => "retried",
-            Err(_) => "dead_lettered",
-        };
-        let settled = match result {
-            Ok(()) => Ok(()),
-            Err(HandlerError::Transient(reason)) if attempt < self.spec.max_attempts() => {
+        let mut done = Vec::with_capacity(received.len());
+        for message in received {
+            let result = if !message.has_id {
+                Err(HandlerError::Permanent("message has no message_id".into()))
+            } else {
+                results.next().unwrap_or_else(|| {
+                    Err(HandlerError::Transient(
+                        "the handler returned no result".into(),
+                    ))
+                })
+            };
+            match result {
+                Ok(()) => done.push(message),
+                Err(err) => self.settle_failure(message, err).await,
+            }
+        }
+        self.ack_all(done).await;
+    }
+
+    /// Acks handled deliveries all at once: lapin resolves an ack only once
+    /// its frame is written, and one at a time that is a thread round trip
+    /// each.
+    async fn ack_all(&self, done: Vec<Received>) {
+        let acks = done
+            .iter()
+            .map(|message| message.delivery.ack(BasicAckOptions::default()));
+        let outcomes = futures_util::future::join_all(acks).await;
+        for (message, outcome) in done.iter().zip(outcomes) {
+            match outcome {
+                Ok(()) => {
+                    if let Some(metrics) = &self.spec.metrics {
+                        metrics.count(&self.spec.queue, "processed");
+                    }
+                }
+                Err(err) => message.span.in_scope(
+                    || tracing::warn!(error = %err, "ack failed; the broker will redeliver"),
+                ),
+            }
+        }
+    }
+
+    async fn call<H: Handler>(
+        &self,
+        handler: &H,
+        mut messages: Vec<Incoming>,
+        received: &[Received],
+    ) -> Vec<Result<(), HandlerError>> {
+        match messages.len() {
+            0 => Vec::new(),
+            1 => {
+                let span = received
+                    .iter()
+                    .find(|r| r.has_id)
+                    .map(|r| r.span.clone())
+                    .unwrap_or_else(tracing::Span::none);
+                let message = messages.remove(0);
+                vec![handler.handle(message).instrument(span).await]
+            }
+            count => {
+                let span = tracing::info_span!(
+                    "amqp.consume_batch",
+                    otel.kind = "consumer",
+                    messaging.destination = %self.spec.queue,
+                    messaging.batch.message_count = count,
+                );
+                for message in received.iter().filter(|r| r.has_id) {
+                    let headers =
+                        StringHeaders::from_table(message.delivery.properties.headers().as_ref());
+                    platform::telemetry::link_from(&span, &headers);
+                }
+                handler.handle_batch(messages).instrument(span).await
+            }
+        }
+    }
+
+    /// Re-publishes a failed delivery to its delay queue, or to `.dead`
+    /// after the last attempt or for a permanent failure, and acks it once
+    /// that is confirmed; requeues it if it is not.
+    async fn settle_failure(&self, message: Received, error: HandlerError) {
+        let Received {
+            delivery,
+            span,
+            attempt,
+            ..
+        } = message;
+        let metrics = self.spec.metrics.as_ref();
+        let (outcome, settled) = match error {
+            HandlerError::Transient(reason) if attempt < self.spec.max_attempts() => {
                 span.in_scope(|| tracing::warn!(reason = %reason, "handler failed; will retry"));
                 let delay = self.spec.delays_ms()[(attempt - 1) as usize];
                 let target = self.names.retry_queue(&self.spec.queue, delay);
-                self.republish(&delivery, &target, attempt + 1, None).await
+                let settled = self.republish(&delivery, &target, attempt + 1, None).await;
+                ("retried", settled)
             }
-            Err(err) => {
+            err => {
                 span.in_scope(|| tracing::error!(reason = %err, "message dead-lettered"));
                 let target = self.names.dead_queue(&self.spec.queue);
-                self.republish(&delivery, &target, attempt, Some(&err.to_string()))
-                    .await
+                let settled = self
+                    .republish(&delivery, &target, attempt, Some(&err.to_string()))
+                    .await;
+                ("dead_lettered", settled)
             }
         };
         let acked = match settled {
@@ -387,12 +535,7 @@ impl DeliveryContext {
                 span.in_scope(
                     || tracing::warn!(error = %err, "could not park the message; requeueing"),
                 );
-                delivery
-                    .nack(BasicNackOptions {
-                        requeue: true,
-                        ..BasicNackOptions::default()
-                    })
-                    .await
+                delivery.nack(REQUEUE).await
             }
         };
         if let Err(err) = acked {

@@ -6,6 +6,8 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::publisher_confirm::{Confirmation, PublisherConfirm};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
+use std::future::Future;
+use std::task::Poll;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -80,6 +82,39 @@ impl Publisher {
             confirm,
             routing_key: message.routing_key.clone(),
         })
+    }
+
+    /// Sends `messages` in order without waiting for each to be written
+    /// out: lapin resolves a send only once its I/O thread wrote the
+    /// frames, so one send at a time costs a thread round trip per message.
+    /// Await the returned confirms.
+    pub async fn send_all(
+        &self,
+        messages: &[OutgoingMessage],
+    ) -> Vec<Result<PendingConfirm, PublishError>> {
+        let mut sends: Vec<_> = messages
+            .iter()
+            .map(|message| (Box::pin(self.send(message)), None))
+            .collect();
+        // The first poll of a send queues its frames; polling them in order
+        // keeps the messages in order on the wire.
+        std::future::poll_fn(|cx| {
+            for (send, sent) in &mut sends {
+                if let Poll::Ready(result) = send.as_mut().poll(cx) {
+                    *sent = Some(result);
+                }
+            }
+            Poll::Ready(())
+        })
+        .await;
+        let mut confirms = Vec::with_capacity(sends.len());
+        for (send, sent) in sends {
+            confirms.push(match sent {
+                Some(result) => result,
+                None => send.await,
+            });
+        }
+        confirms
     }
 
     /// Sends and waits for the broker's confirm.

@@ -369,3 +369,251 @@ async fn the_relay_publishes_committed_rows_in_order_and_nothing_rolled_back() {
     shutdown.trigger();
     task.await.unwrap();
 }
+
+/// Declares and binds the consumer's queue and fills it before any consumer
+/// runs, so the consumer starts with a backlog.
+async fn queue_backlog(bus: &TestBus, spec: &ConsumerSpec, revisions: &[i64]) -> Vec<Uuid> {
+    bus.track_consumer(spec);
+    let connection = bus.connect().await.unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    bus::topology::declare_publishing(&channel, bus.names())
+        .await
+        .unwrap();
+    for (exchange, key) in &spec.bindings {
+        bus::topology::declare_bound_queue(&channel, bus.names(), &spec.queue, exchange, key)
+            .await
+            .unwrap();
+    }
+    let delays: Vec<u64> = spec
+        .retry_delays
+        .iter()
+        .map(|d| d.as_millis() as u64)
+        .collect();
+    bus::topology::declare_retry_and_dead(&channel, bus.names(), &spec.queue, &delays)
+        .await
+        .unwrap();
+    let _ = connection.close(200, "done").await;
+    let mut ids = Vec::new();
+    for revision in revisions {
+        let envelope = Envelope::new(AccountEnabled {
+            user_id: Uuid::new_v4(),
+            revision: *revision,
+        });
+        bus.publish(&envelope).await.unwrap();
+        ids.push(envelope.id);
+    }
+    ids
+}
+
+fn batch_spec() -> ConsumerSpec {
+    spec().prefetch(64).batch(8).concurrency(1)
+}
+
+/// Records the size of every call; a revision of 7 can never be handled.
+#[derive(Default)]
+struct Batches {
+    sizes: Mutex<Vec<usize>>,
+    handled: Mutex<Vec<i64>>,
+}
+
+impl Handler for Batches {
+    async fn handle(&self, message: Incoming) -> Result<(), HandlerError> {
+        self.handle_batch(vec![message]).await.remove(0)
+    }
+
+    async fn handle_batch(&self, messages: Vec<Incoming>) -> Vec<Result<(), HandlerError>> {
+        self.sizes.lock().unwrap().push(messages.len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        messages
+            .iter()
+            .map(|message| {
+                let revision = message.envelope::<AccountEnabled>()?.data.revision;
+                if revision == 7 {
+                    return Err(HandlerError::Permanent("seven".into()));
+                }
+                self.handled.lock().unwrap().push(revision);
+                Ok(())
+            })
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn a_backlog_is_handled_in_batches_and_each_message_settled_by_its_result() {
+    platform::telemetry::init_for_tests("bus-tests");
+    let bus = TestBus::new();
+    let spec = batch_spec();
+    let revisions: Vec<i64> = (0..20).collect();
+    queue_backlog(&bus, &spec, &revisions).await;
+    let handler = Arc::new(Batches::default());
+    let shutdown = Shutdown::new();
+    let broker = Broker::new(bus.url(), bus.names().clone(), "bus-test");
+    let task = tokio::spawn(bus::consumer::run(
+        broker,
+        spec,
+        handler.clone(),
+        shutdown.clone(),
+    ));
+
+    let dead = bus
+        .take(&format!("{QUEUE}.dead"), Duration::from_secs(10))
+        .await
+        .expect("the failing message is dead-lettered");
+    assert_eq!(dead.json()["data"]["revision"], 7);
+    let done = testkit::eventually(Duration::from_secs(10), || async {
+        (handler.handled.lock().unwrap().len() == 19).then_some(())
+    })
+    .await;
+    assert!(done.is_some());
+    shutdown.trigger();
+    task.await.unwrap();
+
+    let sizes = handler.sizes.lock().unwrap().clone();
+    assert_eq!(
+        sizes.iter().sum::<usize>(),
+        20,
+        "each message once: {sizes:?}"
+    );
+    assert!(sizes.iter().all(|&size| size <= 8), "{sizes:?}");
+    assert!(sizes.len() < 20, "waiting messages were batched: {sizes:?}");
+    let mut handled = handler.handled.lock().unwrap().clone();
+    handled.sort();
+    assert_eq!(handled, (0..20).filter(|&r| r != 7).collect::<Vec<_>>());
+    // Everything else was acked: nothing is left for redelivery.
+    assert_eq!(bus.count(QUEUE).await, 0);
+    assert!(bus.take(QUEUE, Duration::from_millis(300)).await.is_none());
+}
+
+/// Writes each event's revision; the table refuses 13.
+struct Effects;
+
+impl bus::inbox::Transactional for Effects {
+    type Change = AccountEnabled;
+
+    fn parse(&self, message: &Incoming) -> Result<AccountEnabled, HandlerError> {
+        Ok(message.envelope::<AccountEnabled>()?.data)
+    }
+
+    fn apply(conn: &mut PgConnection, change: &AccountEnabled) -> QueryResult<()> {
+        diesel::sql_query("INSERT INTO effects VALUES ($1)")
+            .bind::<diesel::sql_types::BigInt, _>(change.revision)
+            .execute(conn)
+            .map(drop)
+    }
+}
+
+#[tokio::test]
+async fn inboxed_batches_apply_each_message_once_and_isolate_a_failing_one() {
+    platform::telemetry::init_for_tests("bus-tests");
+    let db = bus_database();
+    db.connect()
+        .unwrap()
+        .batch_execute("CREATE TABLE effects (n BIGINT NOT NULL CHECK (n <> 13))")
+        .unwrap();
+    let bus = TestBus::new();
+    let spec = batch_spec();
+    let revisions: Vec<i64> = (0..20).collect();
+    let ids = queue_backlog(&bus, &spec, &revisions).await;
+    // A duplicate of the fourth message, delivered in the same backlog.
+    let duplicate = Envelope {
+        id: ids[3],
+        ..Envelope::new(AccountEnabled {
+            user_id: Uuid::new_v4(),
+            revision: 3,
+        })
+    };
+    bus.publish(&duplicate).await.unwrap();
+
+    let pool = platform::db::pool(db.url(), 2);
+    let handler = Arc::new(bus::inbox::Inboxed::new(pool, "effects", Effects));
+    let shutdown = Shutdown::new();
+    let broker = Broker::new(bus.url(), bus.names().clone(), "bus-test");
+    let task = tokio::spawn(bus::consumer::run(broker, spec, handler, shutdown.clone()));
+
+    // 13 fails every time (a transient database error): retried, then parked.
+    let dead = bus
+        .take(&format!("{QUEUE}.dead"), Duration::from_secs(10))
+        .await
+        .expect("the failing message is dead-lettered");
+    assert_eq!(dead.json()["data"]["revision"], 13);
+    assert_eq!(dead.int_header("x-attempt"), Some(3));
+    shutdown.trigger();
+    task.await.unwrap();
+
+    #[derive(QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = db.connect().unwrap();
+    let mut effects: Vec<i64> = diesel::sql_query("SELECT n FROM effects")
+        .load::<N>(&mut conn)
+        .unwrap()
+        .into_iter()
+        .map(|row| row.n)
+        .collect();
+    effects.sort();
+    assert_eq!(effects, (0..20).filter(|&r| r != 13).collect::<Vec<_>>());
+    let recorded: Vec<N> = diesel::sql_query("SELECT count(*) AS n FROM processed_messages")
+        .load(&mut conn)
+        .unwrap();
+    assert_eq!(
+        recorded[0].n, 19,
+        "the failed message is not marked as handled"
+    );
+    // Rows of one transaction share its timestamp: messages were applied
+    // together (the batch holding 13 was redone one message at a time).
+    let transactions: Vec<N> =
+        diesel::sql_query("SELECT count(DISTINCT processed_at) AS n FROM processed_messages")
+            .load(&mut conn)
+            .unwrap();
+    assert!(transactions[0].n < 19, "{} transactions", transactions[0].n);
+}
+
+#[tokio::test]
+async fn two_relays_side_by_side_publish_each_row_once_in_batches() {
+    let db = bus_database();
+    let bus = TestBus::new();
+    let mut probe = bus.probe("events", AccountEnabled::TYPE).await.unwrap();
+    let mut conn = db.connect().unwrap();
+    // More than one batch of 200, so both relays have several in flight.
+    let total = 1000;
+    for revision in 0..total {
+        conn.transaction(|conn| {
+            bus::outbox::enqueue(
+                conn,
+                AccountEnabled {
+                    user_id: Uuid::new_v4(),
+                    revision,
+                },
+            )
+        })
+        .unwrap();
+    }
+    let shutdown = Shutdown::new();
+    let relays: Vec<_> = (0..2)
+        .map(|n| {
+            let broker = Broker::new(bus.url(), bus.names().clone(), format!("relay-{n}"));
+            let relay = OutboxRelay::new(platform::db::pool(db.url(), 4), broker);
+            tokio::spawn(relay.run(shutdown.clone()))
+        })
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    while let Some(message) = probe.next(Duration::from_secs(5)).await {
+        assert!(
+            seen.insert(message.message_id.clone()),
+            "{} published twice",
+            message.message_id
+        );
+        if seen.len() == total as usize {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), total as usize);
+    assert!(probe.next(Duration::from_millis(500)).await.is_none());
+    assert_eq!(bus::outbox::pending_count(&mut conn).unwrap(), 0);
+    shutdown.trigger();
+    for relay in relays {
+        relay.await.unwrap();
+    }
+}

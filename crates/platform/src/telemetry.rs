@@ -120,6 +120,17 @@ pub fn set_parent_from(span: &tracing::Span, carrier: &dyn Extractor) {
     span.set_parent(parent);
 }
 
+/// Links `span` to the W3C trace context found in `carrier`: for work done
+/// on behalf of many traces at once (a batch of messages), which can have
+/// only one parent.
+pub fn link_from(span: &tracing::Span, carrier: &dyn Extractor) {
+    let context = opentelemetry::global::get_text_map_propagator(|p| p.extract(carrier));
+    let linked = context.span().span_context().clone();
+    if linked.is_valid() {
+        span.add_link(linked);
+    }
+}
+
 /// Writes the current span's W3C trace context into `carrier`.
 pub fn inject_current(carrier: &mut dyn Injector) {
     let context = tracing::Span::current().context();

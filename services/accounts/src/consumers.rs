@@ -2,21 +2,28 @@
 //! and verified in auth.
 
 use crate::store::profiles;
-use bus::{inbox, ConsumerSpec, Handler, HandlerError, Incoming};
+use bus::inbox::{Inboxed, Transactional};
+use bus::{ConsumerSpec, HandlerError, Incoming};
 use diesel::prelude::*;
 use domain::messages::{Contract, UserEmailVerified, UserRegistered};
 use platform::db::PgPool;
 use std::time::Duration;
 
+/// A backlog is applied up to `BATCH` messages a transaction, a few
+/// transactions at once; a lone event is applied as soon as it arrives.
+const PREFETCH: u16 = 128;
+const BATCH: usize = 32;
+const CONCURRENCY: usize = 4;
+
 pub const QUEUE: &str = "accounts.events";
 
-pub struct UserEvents {
-    pool: PgPool,
-}
+pub struct UserEvents;
 
 impl UserEvents {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    /// The handler: each batch of deliveries applied in one transaction
+    /// with its inbox records.
+    pub fn handler(pool: PgPool) -> Inboxed<Self> {
+        Inboxed::new(pool, QUEUE, Self)
     }
 
     pub fn spec(retry_delays: Vec<Duration>) -> ConsumerSpec {
@@ -24,10 +31,13 @@ impl UserEvents {
             .bind(bus::topology::EVENTS, UserRegistered::TYPE)
             .bind(bus::topology::EVENTS, UserEmailVerified::TYPE)
             .retry_delays(retry_delays)
+            .prefetch(PREFETCH)
+            .batch(BATCH)
+            .concurrency(CONCURRENCY)
     }
 }
 
-enum Change {
+pub enum Change {
     Registered(UserRegistered),
     Verified(UserEmailVerified),
 }
@@ -62,12 +72,14 @@ fn apply(conn: &mut PgConnection, change: &Change) -> QueryResult<()> {
     Ok(())
 }
 
-impl Handler for UserEvents {
-    async fn handle(&self, message: Incoming) -> Result<(), HandlerError> {
-        let change = parse(&message)?;
-        inbox::apply_once(&self.pool, QUEUE, message.message_id, move |conn| {
-            apply(conn, &change)
-        })
-        .await
+impl Transactional for UserEvents {
+    type Change = Change;
+
+    fn parse(&self, message: &Incoming) -> Result<Change, HandlerError> {
+        parse(message)
+    }
+
+    fn apply(conn: &mut PgConnection, change: &Change) -> QueryResult<()> {
+        apply(conn, change)
     }
 }

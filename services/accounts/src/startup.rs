@@ -74,7 +74,7 @@ impl Application {
         running.spawn(bus::consumer::run(
             broker,
             UserEvents::spec(config.retry_delays()?),
-            Arc::new(UserEvents::new(pool)),
+            Arc::new(UserEvents::handler(pool)),
             shutdown,
         ));
         Ok(Self(running))

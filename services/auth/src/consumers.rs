@@ -1,7 +1,8 @@
 //! Events auth consumes from its queue `auth.events`: account changes made
 //! in the accounts service.
 
-use bus::{inbox, ConsumerSpec, Handler, HandlerError, Incoming};
+use bus::inbox::{Inboxed, Transactional};
+use bus::{ConsumerSpec, HandlerError, Incoming};
 use diesel::prelude::*;
 use domain::messages::{AccountDisabled, AccountEnabled, AccountRolesChanged, Contract};
 use domain::UserId;
@@ -10,15 +11,21 @@ use std::time::Duration;
 
 use crate::store::{sessions, users};
 
+/// A backlog is applied up to `BATCH` messages a transaction, a few
+/// transactions at once; a lone event is applied as soon as it arrives.
+const PREFETCH: u16 = 128;
+const BATCH: usize = 32;
+const CONCURRENCY: usize = 4;
+
 pub const QUEUE: &str = "auth.events";
 
-pub struct AccountEvents {
-    pool: PgPool,
-}
+pub struct AccountEvents;
 
 impl AccountEvents {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    /// The handler: each batch of deliveries applied in one transaction
+    /// with its inbox records.
+    pub fn handler(pool: PgPool) -> Inboxed<Self> {
+        Inboxed::new(pool, QUEUE, Self)
     }
 
     pub fn spec(retry_delays: Vec<Duration>) -> ConsumerSpec {
@@ -27,11 +34,14 @@ impl AccountEvents {
             .bind(bus::topology::EVENTS, AccountDisabled::TYPE)
             .bind(bus::topology::EVENTS, AccountEnabled::TYPE)
             .retry_delays(retry_delays)
+            .prefetch(PREFETCH)
+            .batch(BATCH)
+            .concurrency(CONCURRENCY)
     }
 }
 
 /// What an account event asks of auth.
-enum Change {
+pub enum Change {
     Roles(AccountRolesChanged),
     Disabled(AccountDisabled),
     Enabled(AccountEnabled),
@@ -78,12 +88,14 @@ fn apply(conn: &mut PgConnection, change: &Change) -> QueryResult<()> {
     Ok(())
 }
 
-impl Handler for AccountEvents {
-    async fn handle(&self, message: Incoming) -> Result<(), HandlerError> {
-        let change = parse(&message)?;
-        inbox::apply_once(&self.pool, QUEUE, message.message_id, move |conn| {
-            apply(conn, &change)
-        })
-        .await
+impl Transactional for AccountEvents {
+    type Change = Change;
+
+    fn parse(&self, message: &Incoming) -> Result<Change, HandlerError> {
+        parse(message)
+    }
+
+    fn apply(conn: &mut PgConnection, change: &Change) -> QueryResult<()> {
+        apply(conn, change)
     }
 }

@@ -99,7 +99,7 @@ impl Application {
         running.spawn(bus::consumer::run(
             broker,
             consumer_spec,
-            Arc::new(AccountEvents::new(pool.clone())),
+            Arc::new(AccountEvents::handler(pool.clone())),
             shutdown.clone(),
         ));
         running.spawn(reload_keys(

@@ -11,32 +11,75 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+diesel::table! {
+    bench_effects (user_id) {
+        user_id -> Uuid,
+        revision -> BigInt,
+    }
+}
+
+/// The consumer's work: the event's row written with its inbox record, in
+/// batches, through the same [`bus::inbox::Inboxed`] the services use.
+struct Effect;
+
+impl bus::inbox::Transactional for Effect {
+    type Change = AccountEnabled;
+
+    fn parse(&self, message: &Incoming) -> Result<AccountEnabled, HandlerError> {
+        Ok(message.envelope::<AccountEnabled>()?.data)
+    }
+
+    fn apply(conn: &mut PgConnection, change: &AccountEnabled) -> QueryResult<()> {
+        diesel::insert_into(bench_effects::table)
+            .values((
+                bench_effects::user_id.eq(change.user_id),
+                bench_effects::revision.eq(change.revision),
+            ))
+            .execute(conn)
+            .map(drop)
+    }
+}
+
+/// Measures commit-to-handled once the handler's transaction committed.
 struct Recorder {
-    pool: platform::db::PgPool,
-    inbox: bool,
+    inbox: Option<bus::inbox::Inboxed<Effect>>,
     committed: Arc<Mutex<HashMap<String, Instant>>>,
     latencies: Arc<Mutex<Vec<u64>>>,
 }
 
-impl Handler for Recorder {
-    async fn handle(&self, message: Incoming) -> Result<(), HandlerError> {
-        let id = message.message_id.clone();
-        if self.inbox {
-            platform::db::run(&self.pool, move |conn| {
-                bus::inbox::first_delivery(conn, "bench", &id).map_err(platform::db::DbError::from)
-            })
-            .await
-            .map_err(|e| HandlerError::Transient(e.to_string()))?;
-        }
+impl Recorder {
+    fn record(&self, message_id: &str) {
         let committed = self
             .committed
             .lock()
             .ok()
-            .and_then(|m| m.get(&message.message_id).copied());
+            .and_then(|m| m.get(message_id).copied());
         if let (Some(at), Ok(mut latencies)) = (committed, self.latencies.lock()) {
             latencies.push(at.elapsed().as_micros() as u64);
         }
-        Ok(())
+    }
+}
+
+impl Handler for Recorder {
+    async fn handle(&self, message: Incoming) -> Result<(), HandlerError> {
+        self.handle_batch(vec![message])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(HandlerError::Transient("no result".into())))
+    }
+
+    async fn handle_batch(&self, messages: Vec<Incoming>) -> Vec<Result<(), HandlerError>> {
+        let ids: Vec<String> = messages.iter().map(|m| m.message_id.clone()).collect();
+        let results = match &self.inbox {
+            Some(inbox) => inbox.handle_batch(messages).await,
+            None => messages.iter().map(|_| Ok(())).collect(),
+        };
+        for (id, result) in ids.iter().zip(&results) {
+            if result.is_ok() {
+                self.record(id);
+            }
+        }
+        results
     }
 }
 
@@ -49,17 +92,21 @@ pub async fn outbox(args: &Args) -> anyhow::Result<()> {
     let events: usize = args.get("events", 10_000)?;
     let writers: usize = args.get("writers", 8)?;
     platform::db::ensure_database(&url)?;
-    let handlers: usize = args.get("handlers", 16)?;
+    let handlers: usize = args.get("handlers", 4)?;
     let pool = platform::db::pool(&url, (writers + handlers) as u32);
     {
         let mut conn = pool.get()?;
-        conn.batch_execute("DROP TABLE IF EXISTS outbox, processed_messages")?;
+        conn.batch_execute("DROP TABLE IF EXISTS outbox, processed_messages, bench_effects")?;
         conn.batch_execute(bus::outbox::MIGRATION_SQL)?;
+        conn.batch_execute(
+            "CREATE TABLE bench_effects (user_id UUID NOT NULL, revision BIGINT NOT NULL)",
+        )?;
     }
-    let names = bus::Names::new(format!("bench.{}.", std::process::id()));
+    // AMQP names of this run's own, deleted when it ends.
+    let names = testkit::TestBus::new();
     let broker = Broker::new(
         args.text("amqp", "amqp://guest:guest@127.0.0.1:5672/%2f"),
-        names,
+        names.names().clone(),
         "bench",
     );
     let committed = Arc::new(Mutex::new(HashMap::with_capacity(events)));
@@ -67,14 +114,16 @@ pub async fn outbox(args: &Args) -> anyhow::Result<()> {
     let shutdown = platform::Shutdown::new();
     let spec = ConsumerSpec::new("bench.events")
         .bind("events", AccountEnabled::TYPE)
-        .prefetch(200)
+        .prefetch(args.get("prefetch", 128)?)
+        .batch(args.get("batch", 32)?)
         .concurrency(handlers);
+    names.track_consumer(&spec);
     let consumer = tokio::spawn(bus::consumer::run(
         broker.clone(),
         spec,
         Arc::new(Recorder {
-            pool: pool.clone(),
-            inbox: args.text("inbox", "on") == "on",
+            inbox: (args.text("inbox", "on") == "on")
+                .then(|| bus::inbox::Inboxed::new(pool.clone(), "bench", Effect)),
             committed: committed.clone(),
             latencies: latencies.clone(),
         }),
@@ -141,6 +190,7 @@ pub async fn outbox(args: &Args) -> anyhow::Result<()> {
             let now = Instant::now();
             map.values_mut().for_each(|at| *at = now);
         }
+        eprintln!("outbox: prefilled; the relay starts");
         started = Instant::now();
         relay_task = Some(tokio::spawn(relay.run(shutdown.clone())));
     }
