@@ -138,8 +138,11 @@ echo "{\"bench\":\"worker_burst_rss\",\"rss_mb\":$(awk "BEGIN {printf \"%.1f\", 
 kill $worker_pid 2>/dev/null || true
 wait $worker_pid 2>/dev/null || true
 psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS worker_bench WITH (FORCE)" >/dev/null
-for q in email email.dead provisioning provisioning.dead auth.events accounts.events; do
-  rabbitmqctl -q delete_queue "$WORKER_PREFIX$q" >/dev/null 2>&1 || true
+# What the services declared under this run's prefixes: queues by listing,
+# the exchanges by name.
+for prefix in "bench.$$." "$WORKER_PREFIX"; do
+  queues=$(rabbitmqctl -q list_queues name 2>/dev/null | awk -v p="$prefix" 'index($0, p) == 1' | paste -sd, - || true)
+  $loadgen forget --prefix "$prefix" --queues "$queues" || true
 done
 
 python3 - "$results" <<'PY'

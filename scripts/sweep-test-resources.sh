@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Removes what tests that crashed may have left: databases t_* and AMQP
-# queues and exchanges named t.<id>.*. Tests clean up after themselves; this
-# is the net under them.
+# queues named t.<id>.*. Tests clean up after themselves (exchanges
+# included); this is the net under them.
 set -euo pipefail
 server=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432}
 left=$(psql -qtA "$server/postgres" -c "SELECT datname FROM pg_database WHERE datname LIKE 't\_%'" || true)

@@ -85,14 +85,15 @@ struct ClaimedRow {
     routing_key: String,
     #[diesel(sql_type = Text)]
     message_type: String,
-    #[diesel(sql_type = diesel::sql_types::Jsonb)]
-    payload: serde_json::Value,
+    /// As text: it goes out as bytes, with no need to parse it here.
+    #[diesel(sql_type = Text)]
+    payload: String,
     #[diesel(sql_type = diesel::sql_types::Jsonb)]
     headers: serde_json::Value,
 }
 
 const CLAIM_SQL: &str =
-    "SELECT id, exchange, routing_key, message_type, payload, headers FROM outbox \
+    "SELECT id, exchange, routing_key, message_type, payload::text AS payload, headers FROM outbox \
      WHERE published_at IS NULL AND (locked_until IS NULL OR locked_until < now()) \
      ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED";
 
@@ -323,7 +324,7 @@ impl OutboxRelay {
                     routing_key: row.routing_key,
                     message_id: row.id.to_string(),
                     message_type: row.message_type,
-                    payload: row.payload.to_string().into_bytes(),
+                    payload: row.payload.into_bytes(),
                     headers: headers.into_table(),
                 }
             })

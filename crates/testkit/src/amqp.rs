@@ -68,32 +68,34 @@ impl TestBus {
             .connect()
             .await
     }
+}
 
-    async fn delete_all(url: String, names: Names, queues: Vec<String>) -> lapin::Result<()> {
-        let connection = bus::Broker::new(url, names.clone(), "testkit-cleanup")
-            .connect()
-            .await?;
-        for queue in queues {
-            let channel = connection.create_channel().await?;
-            if let Err(err) = channel
-                .queue_delete(&queue, lapin::options::QueueDeleteOptions::default())
-                .await
-            {
-                eprintln!("testkit: delete {queue}: {err}");
-            }
+/// Deletes `queues` (physical names) and the `events` and `jobs` exchanges
+/// under `names`' prefix: what a test, or a bench run, declared.
+pub async fn delete_all(url: String, names: Names, queues: Vec<String>) -> lapin::Result<()> {
+    let connection = bus::Broker::new(url, names.clone(), "testkit-cleanup")
+        .connect()
+        .await?;
+    for queue in queues {
+        let channel = connection.create_channel().await?;
+        if let Err(err) = channel
+            .queue_delete(&queue, lapin::options::QueueDeleteOptions::default())
+            .await
+        {
+            eprintln!("testkit: delete {queue}: {err}");
         }
-        for exchange in [EVENTS, JOBS] {
-            let channel = connection.create_channel().await?;
-            let _ = channel
-                .exchange_delete(
-                    &names.physical(exchange),
-                    lapin::options::ExchangeDeleteOptions::default(),
-                )
-                .await;
-        }
-        let _ = connection.close(200, "test done").await;
-        Ok(())
     }
+    for exchange in [EVENTS, JOBS] {
+        let channel = connection.create_channel().await?;
+        let _ = channel
+            .exchange_delete(
+                &names.physical(exchange),
+                lapin::options::ExchangeDeleteOptions::default(),
+            )
+            .await;
+    }
+    let _ = connection.close(200, "test done").await;
+    Ok(())
 }
 
 impl Drop for TestBus {
@@ -107,7 +109,7 @@ impl Drop for TestBus {
                 .enable_all()
                 .build()
             {
-                if let Err(err) = runtime.block_on(Self::delete_all(url, names, queues)) {
+                if let Err(err) = runtime.block_on(delete_all(url, names, queues)) {
                     eprintln!("testkit: could not delete the test's AMQP names: {err}");
                 }
             }

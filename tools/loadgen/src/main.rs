@@ -96,8 +96,31 @@ async fn main() -> anyhow::Result<()> {
         "login" | "sessions" | "refresh" | "me" | "search" => http(&mode, &args).await,
         "outbox" => pipeline::outbox(&args).await,
         "smtp" => pipeline::smtp(&args).await,
-        _ => bail!("usage: loadgen argon2|login|sessions|refresh [--flag value ...]"),
+        "forget" => forget(&args).await,
+        _ => bail!("usage: loadgen argon2|login|sessions|refresh|me|search|outbox|smtp|forget [--flag value ...]"),
     }
+}
+
+/// `loadgen forget --prefix P --queues a,b`: deletes the queues a bench run
+/// left (physical names) and its `events` and `jobs` exchanges.
+async fn forget(args: &Args) -> anyhow::Result<()> {
+    let prefix = args.text("prefix", "");
+    if prefix.is_empty() {
+        bail!("forget needs --prefix");
+    }
+    let queues: Vec<String> = args
+        .text("queues", "")
+        .split(',')
+        .filter(|q| !q.is_empty())
+        .map(str::to_string)
+        .collect();
+    testkit::amqp::delete_all(
+        args.text("amqp", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+        bus::Names::new(prefix),
+        queues,
+    )
+    .await?;
+    Ok(())
 }
 
 fn argon2_rate(args: &Args) -> anyhow::Result<()> {
