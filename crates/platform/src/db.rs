@@ -89,6 +89,13 @@ pub fn ensure_database(url: &str) -> Result<(), anyhow::Error> {
     }
 }
 
+/// Pool size for one-shot commands (`migrate`, `create-admin`...). A pool
+/// fills itself on background threads; a command that exits while those
+/// are still inside libpq can abort in its exit handlers (seen: SIGABRT
+/// from `auth create-admin` in a bench run). One connection, taken before
+/// the command runs, leaves nothing connecting at exit.
+pub const COMMAND_POOL_SIZE: u32 = 1;
+
 /// A lazily connecting pool: the service starts (and reports not ready)
 /// while the database is down, instead of crashing. It fills itself to
 /// `max_size` in the background, so the first burst of traffic does not

@@ -22,7 +22,8 @@ async fn main() -> ExitCode {
             Err(err) => Err(err),
         },
         "migrate" => tokio::task::spawn_blocking(move || {
-            startup::migrate(&config).map(|_| println!("migrations applied"))
+            startup::migrate(&config, platform::db::COMMAND_POOL_SIZE)
+                .map(|_| println!("migrations applied"))
         })
         .await
         .map_err(anyhow::Error::from)

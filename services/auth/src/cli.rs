@@ -31,8 +31,11 @@ pub async fn main() -> ExitCode {
     let outcome = match command {
         "serve" => serve(config).await,
         "migrate" => {
-            blocking(move || startup::migrate(&config).map(|_| println!("migrations applied")))
-                .await
+            blocking(move || {
+                startup::migrate(&config, platform::db::COMMAND_POOL_SIZE)
+                    .map(|_| println!("migrations applied"))
+            })
+            .await
         }
         "create-admin" => match admin_arguments(&args[1..]) {
             Ok((email, name)) => match tokio::task::spawn_blocking(read_password).await {
@@ -123,7 +126,7 @@ pub async fn create_admin(
     )?;
     let hash = hasher.hash(&password).await?;
     tokio::task::spawn_blocking(move || {
-        let pool = startup::migrate(&config)?;
+        let pool = startup::migrate(&config, platform::db::COMMAND_POOL_SIZE)?;
         let mut conn = pool.get()?;
         let user = conn.transaction(|conn| -> anyhow::Result<_> {
             if users::find_by_email(conn, email.as_str())?.is_some() {
@@ -157,7 +160,7 @@ pub async fn create_admin(
 }
 
 fn rotate_keys(config: &Config) -> anyhow::Result<()> {
-    let pool = startup::migrate(config)?;
+    let pool = startup::migrate(config, platform::db::COMMAND_POOL_SIZE)?;
     let mut conn = pool.get()?;
     let keys = crate::store::keys::rotate(&mut conn)?;
     let kids: Vec<&str> = keys.iter().map(|k| k.kid.as_str()).collect();

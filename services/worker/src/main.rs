@@ -17,7 +17,8 @@ async fn main() -> ExitCode {
     let outcome = match words.as_slice() {
         [] | ["serve"] => serve(config).await,
         ["migrate"] => tokio::task::spawn_blocking(move || {
-            startup::migrate(&config).map(|_| println!("migrations applied"))
+            startup::migrate(&config, platform::db::COMMAND_POOL_SIZE)
+                .map(|_| println!("migrations applied"))
         })
         .await
         .map_err(anyhow::Error::from)

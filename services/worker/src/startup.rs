@@ -18,10 +18,12 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 
 pub struct Application(Running);
 
-pub fn migrate(config: &Config) -> anyhow::Result<PgPool> {
+/// Creates the database if needed, applies migrations and returns a pool
+/// of `pool_size` connections.
+pub fn migrate(config: &Config, pool_size: u32) -> anyhow::Result<PgPool> {
     db::prepare(
         config.database_url.expose_secret(),
-        config.common.database_pool_size,
+        pool_size,
         crate::MIGRATIONS,
         crate::MIGRATION_LOCK,
     )
@@ -49,7 +51,8 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let pool = {
             let config = config.clone();
-            tokio::task::spawn_blocking(move || migrate(&config)).await??
+            tokio::task::spawn_blocking(move || migrate(&config, config.common.database_pool_size))
+                .await??
         };
         let broker = broker(&config);
         let metrics = Metrics::new(crate::SERVICE)?;
