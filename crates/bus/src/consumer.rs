@@ -352,20 +352,38 @@ struct Received {
     has_id: bool,
 }
 
+fn message_id(properties: &lapin::BasicProperties) -> String {
+    properties
+        .message_id()
+        .as_ref()
+        .map(|id| id.to_string())
+        .unwrap_or_default()
+}
+
+fn message_type(properties: &lapin::BasicProperties) -> String {
+    properties
+        .kind()
+        .as_ref()
+        .map(|kind| kind.to_string())
+        .unwrap_or_default()
+}
+
+/// The result of a batch of one: for a handler whose `handle` is its
+/// `handle_batch` with one message.
+pub fn only(mut results: Vec<Result<(), HandlerError>>) -> Result<(), HandlerError> {
+    results.pop().unwrap_or_else(|| {
+        Err(HandlerError::Transient(
+            "the handler returned no result".into(),
+        ))
+    })
+}
+
 fn incoming(delivery: &Delivery) -> Incoming {
     let properties = &delivery.properties;
     let table = properties.headers().as_ref();
     Incoming {
-        message_id: properties
-            .message_id()
-            .as_ref()
-            .map(|id| id.to_string())
-            .unwrap_or_default(),
-        message_type: properties
-            .kind()
-            .as_ref()
-            .map(|kind| kind.to_string())
-            .unwrap_or_default(),
+        message_id: message_id(properties),
+        message_type: message_type(properties),
         body: delivery.data.clone(),
         attempt: headers::attempt(table),
         requeued: table
@@ -577,16 +595,8 @@ impl DeliveryContext {
             .publish(&OutgoingMessage {
                 exchange: String::new(),
                 routing_key: queue.to_string(),
-                message_id: properties
-                    .message_id()
-                    .as_ref()
-                    .map(|id| id.to_string())
-                    .unwrap_or_default(),
-                message_type: properties
-                    .kind()
-                    .as_ref()
-                    .map(|kind| kind.to_string())
-                    .unwrap_or_default(),
+                message_id: message_id(properties),
+                message_type: message_type(properties),
                 payload: delivery.data.clone(),
                 headers: table,
                 mandatory: true,

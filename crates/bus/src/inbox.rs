@@ -89,10 +89,7 @@ impl<T: Transactional> Inboxed<T> {
 
 impl<T: Transactional> Handler for Inboxed<T> {
     async fn handle(&self, message: Incoming) -> Result<(), HandlerError> {
-        self.handle_batch(vec![message])
-            .await
-            .pop()
-            .unwrap_or_else(|| Err(HandlerError::Transient("no result".into())))
+        crate::consumer::only(self.handle_batch(vec![message]).await)
     }
 
     async fn handle_batch(&self, messages: Vec<Incoming>) -> Vec<Result<(), HandlerError>> {

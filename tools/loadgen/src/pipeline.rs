@@ -62,10 +62,7 @@ impl Recorder {
 
 impl Handler for Recorder {
     async fn handle(&self, message: Incoming) -> Result<(), HandlerError> {
-        self.handle_batch(vec![message])
-            .await
-            .pop()
-            .unwrap_or_else(|| Err(HandlerError::Transient("no result".into())))
+        bus::consumer::only(self.handle_batch(vec![message]).await)
     }
 
     async fn handle_batch(&self, messages: Vec<Incoming>) -> Vec<Result<(), HandlerError>> {
