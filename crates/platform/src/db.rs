@@ -1,6 +1,8 @@
 //! PostgreSQL: the r2d2 pool, database creation, migrations under an advisory
 //! lock, and running diesel (which blocks) off the async executor.
 
+pub mod batch;
+
 use diesel::pg::PgConnection;
 use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
 use diesel::{sql_query, Connection, RunQueryDsl};

@@ -5,9 +5,11 @@ use crate::config::Config;
 use crate::consumers::UserEvents;
 use crate::routes;
 use crate::state::AppState;
+use crate::store::profiles;
 use actix_web::web;
 use authn::{JwksClient, Verifier};
 use bus::{Broker, OutboxRelay};
+use platform::db::batch::{BatchLimits, BatchedReads};
 use platform::db::{self, PgPool};
 use platform::http::health::ApiDocs;
 use platform::http::metrics::Metrics;
@@ -52,6 +54,11 @@ impl Application {
         let state = AppState {
             pool: pool.clone(),
             relay: relay.handle(),
+            profiles: BatchedReads::start(
+                pool.clone(),
+                BatchLimits::default(),
+                profiles::find_many,
+            ),
         };
         let spec = HttpSpec {
             prefix: routes::PREFIX,

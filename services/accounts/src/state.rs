@@ -1,10 +1,15 @@
 //! What handlers share.
 
+use crate::store::profiles::ProfileRow;
 use bus::RelayHandle;
+use domain::UserId;
+use platform::db::batch::BatchedReads;
 use platform::db::PgPool;
 
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
     pub relay: RelayHandle,
+    /// Profile reads by id, coalesced under load (`GET /me`, `GET /users/{id}`).
+    pub profiles: BatchedReads<UserId, ProfileRow>,
 }

@@ -22,11 +22,11 @@ fn profile_missing() -> Error {
 }
 
 pub async fn load(state: &AppState, user_id: UserId) -> Result<ProfileRow> {
-    db::run(&state.pool, move |conn| {
-        profiles::find(conn, user_id).map_err(Error::from)
-    })
-    .await?
-    .ok_or_else(profile_missing)
+    state
+        .profiles
+        .get(user_id)
+        .await?
+        .ok_or_else(profile_missing)
 }
 
 /// `GET /me`.

@@ -89,12 +89,18 @@ pub fn mark_email_verified(conn: &mut PgConnection, id: Uuid) -> QueryResult<usi
         .execute(conn)
 }
 
-pub fn find(conn: &mut PgConnection, id: UserId) -> QueryResult<Option<ProfileRow>> {
-    profiles::table
-        .find(id.as_uuid())
+/// The profiles of `ids` that exist, keyed by id (reads by id go through
+/// `platform::db::batch`, which gathers them).
+pub fn find_many(
+    conn: &mut PgConnection,
+    ids: &[UserId],
+) -> QueryResult<Vec<(UserId, ProfileRow)>> {
+    let ids: Vec<Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
+    let rows: Vec<ProfileRow> = profiles::table
+        .filter(profiles::id.eq_any(ids))
         .select(ProfileRow::as_select())
-        .first(conn)
-        .optional()
+        .load(conn)?;
+    Ok(rows.into_iter().map(|row| (UserId(row.id), row)).collect())
 }
 
 /// Locks the row for a change in this transaction.
