@@ -18,6 +18,7 @@ use platform::Shutdown;
 use secrecy::ExposeSecret;
 use std::net::TcpListener;
 use std::sync::Arc;
+use tokio::sync::Semaphore;
 
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
@@ -59,6 +60,7 @@ impl Application {
                 BatchLimits::default(),
                 profiles::find_many,
             ),
+            searches: Arc::new(Semaphore::new(config.search_concurrency)),
         };
         let spec = HttpSpec {
             prefix: routes::PREFIX,

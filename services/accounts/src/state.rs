@@ -5,6 +5,8 @@ use bus::RelayHandle;
 use domain::UserId;
 use platform::db::batch::BatchedReads;
 use platform::db::PgPool;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -12,4 +14,7 @@ pub struct AppState {
     pub relay: RelayHandle,
     /// Profile reads by id, coalesced under load (`GET /me`, `GET /users/{id}`).
     pub profiles: BatchedReads<UserId, ProfileRow>,
+    /// Turns for directory searches (`SEARCH_CONCURRENCY`), handed out in
+    /// arrival order.
+    pub searches: Arc<Semaphore>,
 }

@@ -63,10 +63,16 @@ pub async fn list(
             Status::Disabled => profiles::DISABLED.to_string(),
         }),
     };
+    let turn = state
+        .searches
+        .acquire()
+        .await
+        .map_err(|_| Problem::unavailable("the service is shutting down"))?;
     let rows = db::run(&state.pool, move |conn| {
         profiles::search(conn, &filter, cursor, limit + 1).map_err(Error::from)
     })
     .await?;
+    drop(turn);
     let has_more = rows.len() as i64 > limit;
     let items: Vec<_> = rows
         .iter()

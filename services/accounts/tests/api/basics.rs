@@ -36,6 +36,8 @@ fn bad_configuration_stops_with_one_line_naming_the_variable() {
         ("AUTH_JWKS_URL", "ftp://nowhere"),
         ("PORT", "eighty"),
         ("DATABASE_POOL_SIZE", "0"),
+        ("SEARCH_CONCURRENCY", "0"),
+        ("SEARCH_CONCURRENCY", "many"),
     ] {
         testkit::checks::bad_setting_is_one_line(env!("CARGO_BIN_EXE_accounts"), variable, value);
     }

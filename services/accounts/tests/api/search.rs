@@ -188,6 +188,38 @@ async fn search_uses_indexes_at_100k_users() {
         "{text}"
     );
 
+    // A term that matches an entry of the planner's histogram still goes to
+    // the trigram indexes. With the default 100 entries it was estimated
+    // at 1 % of the rows and planned as a walk of the whole primary key.
+    #[derive(QueryableByName)]
+    struct Bound {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        email: String,
+    }
+    let bound: Bound = diesel::sql_query(
+        "SELECT (histogram_bounds::text::text[])[array_length(histogram_bounds::text::text[], 1) / 2] AS email \
+         FROM pg_stats WHERE tablename = 'profiles_email_trgm'",
+    )
+    .get_result(&mut conn)
+    .unwrap();
+    let plan: Vec<Line> = diesel::sql_query(format!(
+        "EXPLAIN SELECT * FROM profiles WHERE (lower(email) LIKE '%{0}%' OR lower(display_name) LIKE '%{0}%') \
+         ORDER BY id LIMIT 51",
+        bound.email
+    ))
+    .load(&mut conn)
+    .unwrap();
+    let text = plan
+        .into_iter()
+        .map(|l| l.plan)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        text.contains("profiles_email_trgm"),
+        "{}: {text}",
+        bound.email
+    );
+
     // New rows went into the trigram indexes themselves, not into a GIN
     // pending list that every search would scan until a vacuum.
     #[derive(QueryableByName)]
@@ -203,5 +235,56 @@ async fn search_uses_indexes_at_100k_users() {
         .get_result(&mut conn)
         .unwrap();
         assert_eq!(pending.pending_tuples, 0, "{index} has a pending list");
+    }
+}
+
+#[tokio::test]
+async fn searches_beyond_the_limit_wait_their_turn() {
+    let platform = std::sync::Arc::new(spawn_with(|config| config.search_concurrency = 1).await);
+    let admin = platform.admin().await;
+    install_id_function(&platform);
+    seed(
+        &platform,
+        &[("wait@example.com", "Waiting Turn", "user", "active")],
+    );
+
+    // Hold every search in the database behind a lock.
+    use diesel::connection::SimpleConnection;
+    let mut blocker = platform.db.connect().unwrap();
+    blocker
+        .batch_execute("BEGIN; LOCK TABLE profiles IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    let searches: Vec<_> = (0..3)
+        .map(|_| {
+            let platform = platform.clone();
+            let token = admin.token.clone();
+            tokio::spawn(async move { ids(&platform, &token, "q=turn").await })
+        })
+        .collect();
+    let waiting_on_the_lock = || {
+        platform.count(
+            "SELECT count(*) AS n FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock' \
+             AND query LIKE '%lower(email) LIKE%'",
+        )
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while waiting_on_the_lock() < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no search reached the database"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        waiting_on_the_lock(),
+        1,
+        "one search at a time in the database"
+    );
+
+    blocker.batch_execute("COMMIT").unwrap();
+    for search in searches {
+        assert_eq!(search.await.unwrap(), vec!["wait@example.com"]);
     }
 }

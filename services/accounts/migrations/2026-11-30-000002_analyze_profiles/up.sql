@@ -1,0 +1,2 @@
+-- Statistics at the target the previous migration set.
+ANALYZE profiles;
