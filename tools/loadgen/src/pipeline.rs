@@ -40,22 +40,22 @@ impl bus::inbox::Transactional for Effect {
     }
 }
 
-/// Measures commit-to-handled once the handler's transaction committed.
+/// Notes when each event was handled (its handler's transaction
+/// committed). Latencies are taken against the commit times at the end: a
+/// writer notes its commit time just after the commit, and the pipeline
+/// can be faster than that (a first message can be handled before its
+/// writer's thread runs again).
 struct Recorder {
     inbox: Option<bus::inbox::Inboxed<Effect>>,
-    committed: Arc<Mutex<HashMap<String, Instant>>>,
-    latencies: Arc<Mutex<Vec<u64>>>,
+    handled: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 impl Recorder {
     fn record(&self, message_id: &str) {
-        let committed = self
-            .committed
-            .lock()
-            .ok()
-            .and_then(|m| m.get(message_id).copied());
-        if let (Some(at), Ok(mut latencies)) = (committed, self.latencies.lock()) {
-            latencies.push(at.elapsed().as_micros() as u64);
+        if let Ok(mut handled) = self.handled.lock() {
+            handled
+                .entry(message_id.to_string())
+                .or_insert_with(Instant::now);
         }
     }
 }
@@ -107,7 +107,7 @@ pub async fn outbox(args: &Args) -> anyhow::Result<()> {
         "bench",
     );
     let committed = Arc::new(Mutex::new(HashMap::with_capacity(events)));
-    let latencies = Arc::new(Mutex::new(Vec::with_capacity(events)));
+    let handled = Arc::new(Mutex::new(HashMap::with_capacity(events)));
     let shutdown = platform::Shutdown::new();
     let spec = ConsumerSpec::new("bench.events")
         .bind("events", AccountEnabled::TYPE)
@@ -121,8 +121,7 @@ pub async fn outbox(args: &Args) -> anyhow::Result<()> {
         Arc::new(Recorder {
             inbox: (args.text("inbox", "on") == "on")
                 .then(|| bus::inbox::Inboxed::new(pool.clone(), "bench", Effect)),
-            committed: committed.clone(),
-            latencies: latencies.clone(),
+            handled: handled.clone(),
         }),
         shutdown.clone(),
     ));
@@ -192,7 +191,7 @@ pub async fn outbox(args: &Args) -> anyhow::Result<()> {
         relay_task = Some(tokio::spawn(relay.run(shutdown.clone())));
     }
     let deadline = Instant::now() + Duration::from_secs(120);
-    while latencies.lock().map(|l| l.len()).unwrap_or(0) < events && Instant::now() < deadline {
+    while handled.lock().map(|h| h.len()).unwrap_or(0) < events && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = started.elapsed();
@@ -201,9 +200,18 @@ pub async fn outbox(args: &Args) -> anyhow::Result<()> {
     if let Some(task) = relay_task {
         let _ = task.await;
     }
-    let report = Report {
-        latencies_us: latencies.lock().map(|l| l.clone()).unwrap_or_default(),
-        errors: 0,
+    let report = {
+        let committed = committed.lock().map(|c| c.clone()).unwrap_or_default();
+        let handled = handled.lock().map(|h| h.clone()).unwrap_or_default();
+        let latencies_us = handled
+            .iter()
+            .filter_map(|(id, at)| Some(at.saturating_duration_since(*committed.get(id)?)))
+            .map(|latency| latency.as_micros() as u64)
+            .collect();
+        Report {
+            latencies_us,
+            errors: events.saturating_sub(handled.len()) as u64,
+        }
     };
     eprintln!(
         "outbox: {events} events committed in {:.2}s by {writers} writers",
