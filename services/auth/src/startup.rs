@@ -7,9 +7,11 @@ use crate::domain::keys::Keyring;
 use crate::domain::password::Hasher;
 use crate::routes;
 use crate::state::AppState;
+use crate::store::sessions;
 use actix_web::web;
 use authn::{StaticKeys, Verifier};
 use bus::{Broker, OutboxRelay};
+use platform::db::batch::{BatchLimits, BatchedReads};
 use platform::db::{self, PgPool};
 use platform::http::health::ApiDocs;
 use platform::http::metrics::Metrics;
@@ -73,6 +75,12 @@ impl Application {
             hasher,
             keyring: Arc::new(RwLock::new(keyring)),
             relay: relay.handle(),
+            session_pages: {
+                let idle = chrono::Duration::seconds(config.session_idle_timeout_secs as i64);
+                BatchedReads::start(pool.clone(), BatchLimits::default(), move |conn, pages| {
+                    sessions::first_live_pages(conn, pages, idle)
+                })
+            },
         };
         let spec = HttpSpec {
             prefix: routes::PREFIX,

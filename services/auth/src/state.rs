@@ -3,8 +3,10 @@
 use crate::config::Config;
 use crate::domain::keys::Keyring;
 use crate::domain::password::Hasher;
+use crate::store::sessions::{PageKey, SessionRow};
 use bus::RelayHandle;
 use chrono::Duration;
+use platform::db::batch::BatchedReads;
 use platform::db::PgPool;
 use std::sync::{Arc, RwLock};
 
@@ -15,6 +17,8 @@ pub struct AppState {
     pub hasher: Hasher,
     pub keyring: Arc<RwLock<Keyring>>,
     pub relay: RelayHandle,
+    /// First pages of `GET /sessions` by (user, rows), coalesced under load.
+    pub session_pages: BatchedReads<PageKey, Vec<SessionRow>>,
 }
 
 impl AppState {

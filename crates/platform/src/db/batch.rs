@@ -22,7 +22,8 @@ use tracing::Instrument;
 
 /// Reads the rows of `keys` (each at most once); keys without a row are
 /// simply absent from the result.
-pub type Fetch<K, V> = fn(&mut PgConnection, &[K]) -> QueryResult<Vec<(K, V)>>;
+pub type Fetch<K, V> =
+    Arc<dyn Fn(&mut PgConnection, &[K]) -> QueryResult<Vec<(K, V)>> + Send + Sync>;
 
 /// How many queries may run at once, and how many waiting reads one query
 /// may answer.
@@ -66,9 +67,12 @@ where
     V: Clone + Send + 'static,
 {
     /// Starts the reader on the current tokio runtime.
-    pub fn start(pool: PgPool, limits: BatchLimits, fetch: Fetch<K, V>) -> Self {
+    pub fn start<F>(pool: PgPool, limits: BatchLimits, fetch: F) -> Self
+    where
+        F: Fn(&mut PgConnection, &[K]) -> QueryResult<Vec<(K, V)>> + Send + Sync + 'static,
+    {
         let (queue, waiting) = mpsc::unbounded_channel();
-        tokio::spawn(dispatch(pool, limits, fetch, waiting));
+        tokio::spawn(dispatch(pool, limits, Arc::new(fetch), waiting));
         Self { queue }
     }
 
@@ -110,6 +114,7 @@ async fn dispatch<K, V>(
             }
         }
         let pool = pool.clone();
+        let fetch = fetch.clone();
         tokio::spawn(async move {
             answer(&pool, fetch, batch).await;
             drop(slot);

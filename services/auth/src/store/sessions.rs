@@ -209,6 +209,58 @@ pub fn revoke_all(
     .execute(conn)
 }
 
+/// A first page asked for: whose sessions, and at most how many.
+pub type PageKey = (UserId, i64);
+
+/// The first page of live sessions, newest first, of each `(user, limit)`
+/// asked for: the batched form of [`list_live`] without a cursor (reads
+/// gathered by `platform::db::batch`). Users without live sessions are
+/// absent from the result.
+pub fn first_live_pages(
+    conn: &mut PgConnection,
+    pages: &[PageKey],
+    idle: Duration,
+) -> QueryResult<Vec<(PageKey, Vec<SessionRow>)>> {
+    use diesel::sql_types::{Array, BigInt, Timestamptz, Uuid as SqlUuid};
+    let users: Vec<Uuid> = pages.iter().map(|(user, _)| user.as_uuid()).collect();
+    let limits: Vec<i64> = pages.iter().map(|(_, limit)| *limit).collect();
+    let now = Utc::now();
+    #[derive(QueryableByName)]
+    struct Ranked {
+        #[diesel(embed)]
+        session: SessionRow,
+        #[diesel(sql_type = BigInt)]
+        page_limit: i64,
+    }
+    let rows: Vec<Ranked> = diesel::sql_query(
+        "SELECT s.*, page.page_limit \
+         FROM unnest($1::uuid[], $2::bigint[]) WITH ORDINALITY AS page (user_id, page_limit, n) \
+         CROSS JOIN LATERAL ( \
+             SELECT id, user_id, created_at, last_used_at, expires_at, revoked_at, \
+                    revoked_reason, user_agent, ip \
+             FROM sessions \
+             WHERE user_id = page.user_id AND revoked_at IS NULL \
+               AND expires_at > $3 AND last_used_at > $4 \
+             ORDER BY id DESC LIMIT page.page_limit) AS s \
+         ORDER BY page.n, s.id DESC",
+    )
+    .bind::<Array<SqlUuid>, _>(users)
+    .bind::<Array<BigInt>, _>(limits)
+    .bind::<Timestamptz, _>(now)
+    .bind::<Timestamptz, _>(now - idle)
+    .load(conn)?;
+    // Rows come page by page (ORDER BY page.n), newest first within each.
+    let mut found: Vec<(PageKey, Vec<SessionRow>)> = Vec::new();
+    for row in rows {
+        let key = (UserId(row.session.user_id), row.page_limit);
+        match found.last_mut() {
+            Some((last, sessions)) if *last == key => sessions.push(row.session),
+            _ => found.push((key, vec![row.session])),
+        }
+    }
+    Ok(found)
+}
+
 /// Live sessions of a user, newest first (session ids are time-ordered
 /// UUIDv7), from after `cursor`. Two static queries rather than one boxed
 /// query, so diesel can keep them prepared: this is a hot read.

@@ -196,3 +196,63 @@ async fn logout_ends_this_session_and_logout_all_ends_every_one() {
         401
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_listings_each_see_only_their_callers_sessions() {
+    let app = std::sync::Arc::new(spawn_app().await);
+    let mut users = Vec::new();
+    for sessions in 1..=4 {
+        let email = unique_email();
+        let (_, access, user_id) = app.signed_in_user(&email).await;
+        for _ in 1..sessions {
+            let login = app.login_with(&new_client(), &email, PASSWORD).await;
+            assert_eq!(login.status(), 200);
+        }
+        users.push((access, user_id, sessions));
+    }
+    let own_sessions = |user_id: &str| {
+        app.count(&format!(
+            "SELECT count(*) AS n FROM sessions WHERE user_id = '{user_id}'"
+        ))
+    };
+    for (_, user_id, sessions) in &users {
+        assert_eq!(own_sessions(user_id), *sessions);
+    }
+
+    // Many listings at once, so that they are read together.
+    let listings: Vec<_> = (0..64)
+        .map(|i| {
+            let app = app.clone();
+            let (access, user_id, sessions) = users[i % users.len()].clone();
+            let limit = if i % 2 == 0 { 50 } else { 2 };
+            tokio::spawn(async move {
+                let body: serde_json::Value = app
+                    .get_authorized(&format!("/sessions?limit={limit}"), &access)
+                    .await
+                    .json()
+                    .await
+                    .unwrap();
+                (user_id, sessions, limit, body)
+            })
+        })
+        .collect();
+    for listing in listings {
+        let (user_id, sessions, limit, body) = listing.await.unwrap();
+        let ids: Vec<String> = body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(ids.len() as i64, sessions.min(limit), "{body}");
+        let theirs = app.count(&format!(
+            "SELECT count(*) AS n FROM sessions WHERE user_id = '{user_id}' AND id IN ('{}')",
+            ids.join("','")
+        ));
+        assert_eq!(theirs, ids.len() as i64, "only the caller's own sessions");
+        let mut newest_first = ids.clone();
+        newest_first.sort_by(|a, b| b.cmp(a));
+        assert_eq!(ids, newest_first);
+        assert_eq!(body["next_cursor"].is_string(), sessions > limit);
+    }
+}
