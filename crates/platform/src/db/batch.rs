@@ -5,7 +5,7 @@
 //! through the blocking pool, a round trip to the server and a wakeup of a
 //! server process; measured, that overhead took more CPU than the reads.
 //! Here reads that arrive while earlier ones are running wait together and
-//! leave as one `= ANY($1)` query when a slot frees. Nothing waits on a
+//! leave as one query (`id = ANY($1)`, say) when a slot frees. Nothing waits on a
 //! timer: an idle service sends each read at once, as a batch of one.
 //!
 //! Every read starts after its request arrived (a request never joins a
@@ -14,7 +14,7 @@
 
 use super::{run, DbError, PgPool};
 use diesel::{PgConnection, QueryResult};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -127,12 +127,14 @@ where
     K: Eq + Hash + Clone + Send + 'static,
     V: Clone + Send + 'static,
 {
-    let mut keys: Vec<K> = Vec::with_capacity(batch.len());
-    for waiting in &batch {
-        if !keys.contains(&waiting.key) {
-            keys.push(waiting.key.clone());
-        }
-    }
+    let keys: Vec<K> = {
+        let mut seen = HashSet::with_capacity(batch.len());
+        batch
+            .iter()
+            .filter(|waiting| seen.insert(&waiting.key))
+            .map(|waiting| waiting.key.clone())
+            .collect()
+    };
     let span = tracing::debug_span!("batched read", keys = keys.len());
     let rows = run(pool, move |conn| fetch(conn, &keys).map_err(DbError::from))
         .instrument(span)
