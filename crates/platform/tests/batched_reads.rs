@@ -62,6 +62,15 @@ fn database() -> TestDatabase {
     db
 }
 
+/// A reader of `items` with the default limits.
+fn reader(db: &TestDatabase) -> BatchedReads<i32, String> {
+    BatchedReads::start(
+        platform::db::pool(db.url(), 2),
+        BatchLimits::default(),
+        read,
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_that_arrive_together_leave_as_one_query() {
     let db = database();
@@ -107,11 +116,7 @@ async fn reads_that_arrive_together_leave_as_one_query() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_sees_what_was_committed_before_it() {
     let db = database();
-    let reads = BatchedReads::start(
-        platform::db::pool(db.url(), 2),
-        BatchLimits::default(),
-        read,
-    );
+    let reads = reader(&db);
     assert_eq!(reads.get(7).await.unwrap().as_deref(), Some("item 7"));
     diesel::sql_query("UPDATE items SET name = 'renamed' WHERE id = 7")
         .execute(&mut db.connect().unwrap())
@@ -122,11 +127,7 @@ async fn a_read_sees_what_was_committed_before_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_query_fails_its_own_reads_only() {
     let db = database();
-    let reads = BatchedReads::start(
-        platform::db::pool(db.url(), 2),
-        BatchLimits::default(),
-        read,
-    );
+    let reads = reader(&db);
     let failed = reads.get(BROKEN).await;
     assert!(
         matches!(&failed, Err(DbError::Unavailable(message)) if message.contains("no_such_table")),

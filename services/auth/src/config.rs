@@ -126,6 +126,11 @@ impl Config {
         platform::config::load_service_or_exit()
     }
 
+    /// How long a session may go unused before it ends.
+    pub fn session_idle_timeout(&self) -> chrono::Duration {
+        chrono::Duration::seconds(self.session_idle_timeout_secs as i64)
+    }
+
     fn check(&self) -> Result<(), ConfigError> {
         use secrecy::ExposeSecret;
         require_scheme(

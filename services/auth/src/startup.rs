@@ -76,7 +76,7 @@ impl Application {
             keyring: Arc::new(RwLock::new(keyring)),
             relay: relay.handle(),
             session_pages: {
-                let idle = chrono::Duration::seconds(config.session_idle_timeout_secs as i64);
+                let idle = config.session_idle_timeout();
                 BatchedReads::start(pool.clone(), BatchLimits::default(), move |conn, pages| {
                     sessions::first_live_pages(conn, pages, idle)
                 })

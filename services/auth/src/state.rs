@@ -30,7 +30,7 @@ impl AppState {
     }
 
     pub fn idle_timeout(&self) -> Duration {
-        Duration::seconds(self.config.session_idle_timeout_secs as i64)
+        self.config.session_idle_timeout()
     }
 
     pub fn absolute_timeout(&self) -> Duration {

@@ -75,7 +75,7 @@ pub async fn list(
             .unwrap_or_default(),
         Some(cursor) => {
             db::run(&state.pool, move |conn| {
-                sessions::list_live(conn, user_id, idle, Some(cursor), limit + 1)
+                sessions::list_live_after(conn, user_id, idle, cursor, limit + 1)
                     .map_err(Error::from)
             })
             .await?

@@ -213,8 +213,8 @@ pub fn revoke_all(
 pub type PageKey = (UserId, i64);
 
 /// The first page of live sessions, newest first, of each `(user, limit)`
-/// asked for: the batched form of [`list_live`] without a cursor (reads
-/// gathered by `platform::db::batch`). Users without live sessions are
+/// asked for, in one query for reads gathered by `platform::db::batch`
+/// (later pages: [`list_live_after`]). Users without live sessions are
 /// absent from the result.
 pub fn first_live_pages(
     conn: &mut PgConnection,
@@ -261,29 +261,25 @@ pub fn first_live_pages(
     Ok(found)
 }
 
-/// Live sessions of a user, newest first (session ids are time-ordered
-/// UUIDv7), from after `cursor`. Two static queries rather than one boxed
-/// query, so diesel can keep them prepared: this is a hot read.
-pub fn list_live(
+/// Live sessions of a user older than `cursor`, newest first (session ids
+/// are time-ordered UUIDv7): the pages after the first, which
+/// [`first_live_pages`] reads. A static query, so diesel keeps it prepared.
+pub fn list_live_after(
     conn: &mut PgConnection,
     user_id: UserId,
     idle: Duration,
-    cursor: Option<Uuid>,
+    cursor: Uuid,
     limit: i64,
 ) -> QueryResult<Vec<SessionRow>> {
     let now = Utc::now();
-    let live = sessions::user_id
-        .eq(user_id.as_uuid())
-        .and(sessions::revoked_at.is_null())
-        .and(sessions::expires_at.gt(now))
-        .and(sessions::last_used_at.gt(now - idle));
-    let query = sessions::table
-        .filter(live)
+    sessions::table
+        .filter(sessions::user_id.eq(user_id.as_uuid()))
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(now))
+        .filter(sessions::last_used_at.gt(now - idle))
+        .filter(sessions::id.lt(cursor))
         .select(SessionRow::as_select())
         .order(sessions::id.desc())
-        .limit(limit);
-    match cursor {
-        Some(cursor) => query.filter(sessions::id.lt(cursor)).load(conn),
-        None => query.load(conn),
-    }
+        .limit(limit)
+        .load(conn)
 }
