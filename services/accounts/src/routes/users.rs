@@ -1,6 +1,6 @@
 use crate::error::{Error, Result};
 use crate::state::AppState;
-use crate::store::profiles::{self, Filter, ProfileRow};
+use crate::store::profiles::{self, Filter, ProfileRow, SearchTerm};
 use actix_web::{web, HttpResponse};
 use authn::Caller;
 use diesel::Connection;
@@ -48,13 +48,12 @@ pub async fn list(
         ),
         None => None,
     };
-    let q = query
-        .q
-        .map(|q| q.trim().to_string())
-        .filter(|q| !q.is_empty());
-    if q.as_ref().is_some_and(|q| q.chars().count() > 254) {
-        return Err(Problem::invalid_field("q", "must be at most 254 characters").into());
-    }
+    let q = match query.q.as_deref() {
+        Some(raw) => {
+            SearchTerm::parse(raw).map_err(|err| Problem::invalid_field("q", err.to_string()))?
+        }
+        None => None,
+    };
     let filter = Filter {
         q,
         role: query.role,

@@ -5,7 +5,7 @@ use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Text};
 use domain::messages::UserRegistered;
-use domain::{Role, UserId};
+use domain::{Role, UserId, ValueError};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -169,21 +169,49 @@ pub fn set_status(conn: &mut PgConnection, id: UserId, status: &str) -> QueryRes
         .get_result(conn)
 }
 
+/// What a directory search looks for: trimmed, 1 to 254 characters, no
+/// control characters (PostgreSQL text cannot hold NUL, and no email or
+/// display name holds any of them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchTerm(String);
+
+impl SearchTerm {
+    pub const MAX_CHARS: usize = 254;
+
+    /// `None` for a blank term: no search, the whole directory.
+    pub fn parse(raw: &str) -> Result<Option<Self>, ValueError> {
+        let term = raw.trim();
+        if term.is_empty() {
+            return Ok(None);
+        }
+        if term.chars().count() > Self::MAX_CHARS {
+            return Err(ValueError(format!(
+                "must be at most {} characters",
+                Self::MAX_CHARS
+            )));
+        }
+        if term.chars().any(char::is_control) {
+            return Err(ValueError("must not contain control characters".into()));
+        }
+        Ok(Some(Self(term.to_string())))
+    }
+}
+
 /// Directory filters.
 #[derive(Debug, Default, Clone)]
 pub struct Filter {
     /// Matched case-insensitively anywhere in the email or display name.
-    pub q: Option<String>,
+    pub q: Option<SearchTerm>,
     pub role: Option<Role>,
     pub status: Option<String>,
 }
 
-fn like_pattern(q: &str) -> String {
-    let escaped = q
-        .to_lowercase()
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_");
+fn like_pattern(q: &SearchTerm) -> String {
+    let escaped =
+        q.0.to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
     format!("%{escaped}%")
 }
 
@@ -225,8 +253,32 @@ pub fn search(
 
 #[cfg(test)]
 mod tests {
+    use super::{like_pattern, SearchTerm};
+
+    fn term(raw: &str) -> SearchTerm {
+        match SearchTerm::parse(raw) {
+            Ok(Some(term)) => term,
+            other => panic!("{raw:?} should be a search term, got {other:?}"),
+        }
+    }
+
     #[test]
     fn like_patterns_escape_wildcards() {
-        assert_eq!(super::like_pattern("A_b%c\\"), "%a\\_b\\%c\\\\%");
+        assert_eq!(like_pattern(&term(" A_b%c\\ ")), "%a\\_b\\%c\\\\%");
+    }
+
+    #[test]
+    fn search_terms_are_trimmed_and_blank_means_none() {
+        assert_eq!(SearchTerm::parse("  \t "), Ok(None));
+        assert_eq!(term("  Ann "), SearchTerm("Ann".into()));
+    }
+
+    #[test]
+    fn search_terms_refuse_control_characters_and_overlong_text() {
+        for raw in ["a\0b", "\u{0}", "x\u{7f}y", "line\nbreak"] {
+            assert!(SearchTerm::parse(raw).is_err(), "{raw:?} was accepted");
+        }
+        assert!(SearchTerm::parse(&"é".repeat(254)).is_ok());
+        assert!(SearchTerm::parse(&"é".repeat(255)).is_err());
     }
 }

@@ -95,6 +95,8 @@ async fn search_matches_prefix_and_substring_case_insensitively_with_filters() {
         "limit=201",
         "cursor=abc",
         "sort=name",
+        "q=ada%00",
+        "q=%07bell",
     ] {
         let (status, body) = problem(platform.get(&format!("/users?{bad}"), token).await).await;
         assert_eq!(status, 422, "{bad}");
