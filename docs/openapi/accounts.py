@@ -22,7 +22,7 @@ paths = {
                    {"in": "query", "name": "role", "schema": {"type": "string", "enum": ["visitor", "user", "staff", "admin"]}},
                    {"in": "query", "name": "status", "schema": {"type": "string", "enum": ["active", "disabled"]}},
                    {"in": "query", "name": "limit", "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
-                   {"in": "query", "name": "cursor", "schema": {"type": "string"}}],
+                   {"in": "query", "name": "cursor", "description": "next_cursor of the previous page; absent or empty for the first", "schema": {"type": "string"}}],
     "responses": {"200": ok("A page of profiles", "ProfilePage"), "401": E401, "403": E403, "422": E422}}},
   "/api/accounts/users/{id}": {"get": {"summary": "A profile (admin, staff)", "security": bearer, "parameters": uid,
     "responses": {"200": ok("Profile", "Profile"), "401": E401, "403": E403, "404": E404}}},
@@ -50,6 +50,11 @@ schemas = {
   "Problem": {"type": "object", "required": ["type", "title", "status"], "properties": {"type": string, "title": string, "status": {"type": "integer"}, "code": string, "detail": string,
     "errors": {"type": "array", "items": {"type": "object", "properties": {"field": string, "message": string}}}}},
 }
+# A body that is missing or not JSON is refused before any field is read.
+E400 = problem("Missing or malformed JSON body")
+for operation in (op for ops in paths.values() for op in ops.values()):
+    if operation.get("requestBody", {}).get("required"):
+        operation["responses"].setdefault("400", E400)
 spec = {"openapi": "3.1.0", "info": {"title": "accounts", "version": "0.1.0", "description": "User directory; authority for roles and account status."},
         "servers": [{"url": "/"}], "paths": paths,
         "components": {"schemas": schemas, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}}}

@@ -76,6 +76,11 @@ schemas = {
   "Problem": {"type": "object", "properties": {"type": string, "title": string, "status": {"type": "integer"}, "code": string, "detail": string,
            "errors": {"type": "array", "items": {"type": "object", "properties": {"field": string, "message": string}}}}, "required": ["type", "title", "status"]},
 }
+# A body that is missing or not JSON is refused before any field is read.
+E400 = problem("Missing or malformed JSON body")
+for operation in (op for ops in paths.values() for op in ops.values()):
+    if operation.get("requestBody", {}).get("required"):
+        operation["responses"].setdefault("400", E400)
 spec = {"openapi": "3.1.0",
         "info": {"title": "auth", "version": "0.1.0", "description": "Identities, passwords, sessions with rotating refresh tokens, EdDSA access tokens (typ at+jwt, aud platform) and the JWKS."},
         "servers": [{"url": "/"}], "paths": paths,

@@ -41,7 +41,9 @@ pub async fn list(
     if !(1..=200).contains(&limit) {
         return Err(Problem::invalid_field("limit", "must be between 1 and 200").into());
     }
-    let cursor = match query.cursor.as_deref() {
+    // `cursor=` is the first page, for clients that always send the last
+    // page's `next_cursor`.
+    let cursor = match query.cursor.as_deref().filter(|raw| !raw.is_empty()) {
         Some(raw) => Some(
             Uuid::parse_str(raw)
                 .map_err(|_| Problem::invalid_field("cursor", "is not a valid cursor"))?,

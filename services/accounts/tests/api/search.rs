@@ -125,7 +125,8 @@ async fn pages_have_no_duplicates_or_gaps_while_rows_are_inserted() {
     loop {
         let query = match &cursor {
             Some(c) => format!("/users?q=page&limit=7&cursor={c}"),
-            None => "/users?q=page&limit=7".to_string(),
+            // An empty cursor is the first page.
+            None => "/users?q=page&limit=7&cursor=".to_string(),
         };
         let body: serde_json::Value = platform
             .get(&query, &admin.token)
