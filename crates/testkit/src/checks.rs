@@ -127,6 +127,35 @@ pub async fn serves_platform_routes(
         );
     }
 
+    // Each path of the table, asked with a method it does not serve: a 405
+    // whose Allow lists the table's methods for that path.
+    let trace = reqwest::Method::TRACE;
+    for (_, path) in routes {
+        let allowed: Vec<&str> = routes
+            .iter()
+            .filter(|(_, other)| other == path)
+            .map(|(method, _)| *method)
+            .collect();
+        let concrete = path.replace("{id}", "0193b7d8-5d6c-7a36-9d5e-3a1f0c2b4e51");
+        let response = match client
+            .request(trace.clone(), format!("{address}{concrete}"))
+            .send()
+            .await
+        {
+            Ok(response) => response,
+            Err(err) => panic!("TRACE {concrete}: {err}"),
+        };
+        assert_eq!(response.status(), 405, "TRACE {concrete}");
+        assert_eq!(
+            response
+                .headers()
+                .get("allow")
+                .and_then(|v| v.to_str().ok()),
+            Some(allowed.join(", ").as_str()),
+            "TRACE {concrete}"
+        );
+    }
+
     let docs = get(format!("{address}{prefix}/docs"))
         .await
         .text()

@@ -2,7 +2,7 @@
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -213,4 +213,99 @@ impl ResponseError for Problem {
 /// Default service: unknown routes answer problem+json too.
 pub async fn not_found() -> HttpResponse {
     Problem::not_found("no such route").to_response()
+}
+
+/// A route table: `(method, path pattern)`, `{name}` standing for one
+/// path segment.
+pub type Routes = &'static [(&'static str, &'static str)];
+
+/// Default service of a service's scope: a path of `routes` asked with a
+/// method it does not serve is a 405 whose `Allow` lists the ones it does
+/// (RFC 9110 §15.5.6); any other path a 404.
+pub fn fallback(
+    routes: Routes,
+) -> impl Fn(HttpRequest) -> std::future::Ready<HttpResponse> + Clone + 'static {
+    move |request: HttpRequest| {
+        let allowed = methods_for(routes, request.path());
+        std::future::ready(if allowed.is_empty() {
+            Problem::not_found("no such route").to_response()
+        } else {
+            method_not_allowed(&allowed).to_response()
+        })
+    }
+}
+
+fn method_not_allowed(allowed: &[&str]) -> Problem {
+    let list = allowed.join(", ");
+    let problem = Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "Method not allowed",
+    )
+    .detail(format!("this route serves {list}"));
+    match HeaderValue::from_str(&list) {
+        Ok(value) => problem.header(header::ALLOW, value),
+        Err(_) => problem,
+    }
+}
+
+/// The methods `routes` serve at `path`, in table order.
+fn methods_for(routes: Routes, path: &str) -> Vec<&'static str> {
+    let mut methods = Vec::new();
+    for (method, pattern) in routes {
+        if path_matches(pattern, path) && !methods.contains(method) {
+            methods.push(*method);
+        }
+    }
+    methods
+}
+
+fn path_matches(pattern: &str, path: &str) -> bool {
+    let mut expected = pattern.split('/');
+    let mut actual = path.split('/');
+    loop {
+        match (expected.next(), actual.next()) {
+            (None, None) => return true,
+            (Some(want), Some(got)) => {
+                let placeholder = want.starts_with('{') && want.ends_with('}');
+                if !(got == want || placeholder && !got.is_empty()) {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::methods_for;
+
+    const ROUTES: super::Routes = &[
+        ("GET", "/api/x/me"),
+        ("PATCH", "/api/x/me"),
+        ("GET", "/api/x/users/{id}"),
+        ("POST", "/api/x/users/{id}/disable"),
+    ];
+
+    #[test]
+    fn a_known_path_lists_its_methods() {
+        assert_eq!(methods_for(ROUTES, "/api/x/me"), ["GET", "PATCH"]);
+        assert_eq!(methods_for(ROUTES, "/api/x/users/42"), ["GET"]);
+        assert_eq!(methods_for(ROUTES, "/api/x/users/42/disable"), ["POST"]);
+    }
+
+    #[test]
+    fn other_paths_list_nothing() {
+        for path in [
+            "/api/x",
+            "/api/x/",
+            "/api/x/me/",
+            "/api/x/users//disable",
+            "/api/x/users/42/enable",
+            "/api/x/users/42/disable/again",
+        ] {
+            assert!(methods_for(ROUTES, path).is_empty(), "{path}");
+        }
+    }
 }

@@ -17,7 +17,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/users/{id}/roles", web::put().to(users::set_roles))
             .route("/users/{id}/disable", web::post().to(users::disable))
             .route("/users/{id}/enable", web::post().to(users::enable))
-            .default_service(web::to(platform::http::problem::not_found)),
+            .default_service(web::to(platform::http::problem::fallback(ROUTES))),
     );
 }
 

@@ -31,7 +31,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/password/reset", web::post().to(password::reset))
             .route("/verify-email", web::post().to(verify_email::verify))
             .route("/.well-known/jwks.json", web::get().to(jwks::jwks))
-            .default_service(web::to(platform::http::problem::not_found)),
+            .default_service(web::to(platform::http::problem::fallback(ROUTES))),
     );
 }
 

@@ -40,6 +40,32 @@ async fn unknown_routes_and_malformed_bodies_are_problems() {
     let (status, _, body) = problem(app.client.get(app.url("/nope")).send().await.unwrap()).await;
     assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
 
+    // A route asked with a method it does not serve names the ones it does.
+    for (method, path, allow) in [
+        ("DELETE", "/login", "POST"),
+        ("TRACE", "/healthz", "GET"),
+        (
+            "PUT",
+            "/sessions/0193b7d8-5d6c-7a36-9d5e-3a1f0c2b4e51",
+            "DELETE",
+        ),
+    ] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let response = app
+            .client
+            .request(method.clone(), app.url(path))
+            .send()
+            .await
+            .unwrap();
+        let (status, headers, body) = problem(response).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (405, Some("method_not_allowed")),
+            "{method} {path}"
+        );
+        assert_eq!(headers["allow"], allow, "{method} {path}");
+    }
+
     let malformed = app
         .client
         .post(app.url("/login"))
