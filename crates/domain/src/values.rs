@@ -68,15 +68,7 @@ impl DisplayName {
         if name.is_empty() {
             return Err(ValueError("must not be empty".into()));
         }
-        if name.chars().count() > Self::MAX_CHARS {
-            return Err(ValueError(format!(
-                "must be at most {} characters",
-                Self::MAX_CHARS
-            )));
-        }
-        if name.chars().any(char::is_control) {
-            return Err(ValueError("must not contain control characters".into()));
-        }
+        check_plain_text(name, Self::MAX_CHARS)?;
         Ok(Self(name.to_string()))
     }
 
@@ -95,6 +87,20 @@ impl Serialize for DisplayName {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.0)
     }
+}
+
+/// Text people type to be read or matched: at most `max_chars` characters
+/// and no control characters (PostgreSQL text cannot even hold NUL).
+pub fn check_plain_text(text: &str, max_chars: usize) -> Result<(), ValueError> {
+    if text.chars().count() > max_chars {
+        return Err(ValueError(format!(
+            "must be at most {max_chars} characters"
+        )));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(ValueError("must not contain control characters".into()));
+    }
+    Ok(())
 }
 
 /// A new password: 8 to 128 characters. Never printed.

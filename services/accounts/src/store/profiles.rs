@@ -5,6 +5,7 @@ use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Text};
 use domain::messages::UserRegistered;
+use domain::values::check_plain_text;
 use domain::{Role, UserId, ValueError};
 use serde::Serialize;
 use uuid::Uuid;
@@ -184,15 +185,7 @@ impl SearchTerm {
         if term.is_empty() {
             return Ok(None);
         }
-        if term.chars().count() > Self::MAX_CHARS {
-            return Err(ValueError(format!(
-                "must be at most {} characters",
-                Self::MAX_CHARS
-            )));
-        }
-        if term.chars().any(char::is_control) {
-            return Err(ValueError("must not contain control characters".into()));
-        }
+        check_plain_text(term, Self::MAX_CHARS)?;
         Ok(Some(Self(term.to_string())))
     }
 }
