@@ -194,6 +194,15 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// The JSON body of an authorized GET.
+    pub async fn get_json(&self, path: &str, token: &str) -> Value {
+        self.get_authorized(path, token)
+            .await
+            .json()
+            .await
+            .expect("a JSON body")
+    }
+
     pub fn count(&self, sql: &str) -> i64 {
         use diesel::prelude::*;
         #[derive(QueryableByName)]

@@ -9,12 +9,7 @@ async fn sessions_lists_the_callers_live_sessions() {
     assert_eq!(second.status(), 200);
     let (_, other_access, _) = app.signed_in_user(&unique_email()).await;
 
-    let body: serde_json::Value = app
-        .get_authorized("/sessions", &access)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let body = app.get_json("/sessions", &access).await;
     let items = body["items"].as_array().unwrap();
     assert_eq!(items.len(), 2, "another user's session is not listed");
     assert_eq!(items.iter().filter(|s| s["current"] == true).count(), 1);
@@ -23,20 +18,12 @@ async fn sessions_lists_the_callers_live_sessions() {
         assert!(items[0].get(field).is_some(), "{field}");
     }
 
-    let page: serde_json::Value = app
-        .get_authorized("/sessions?limit=1", &access)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let page = app.get_json("/sessions?limit=1", &access).await;
     assert_eq!(page["items"].as_array().unwrap().len(), 1);
     let cursor = page["next_cursor"].as_str().unwrap();
-    let rest: serde_json::Value = app
-        .get_authorized(&format!("/sessions?limit=1&cursor={cursor}"), &access)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let rest = app
+        .get_json(&format!("/sessions?limit=1&cursor={cursor}"), &access)
+        .await;
     assert_eq!(rest["items"].as_array().unwrap().len(), 1);
     assert_ne!(rest["items"][0]["id"], page["items"][0]["id"]);
 
@@ -46,12 +33,7 @@ async fn sessions_lists_the_callers_live_sessions() {
         (status, fields(&problem_body)),
         (422, vec!["limit".to_string()])
     );
-    let others: serde_json::Value = app
-        .get_authorized("/sessions", &other_access)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let others = app.get_json("/sessions", &other_access).await;
     assert_eq!(others["items"].as_array().unwrap().len(), 1);
 }
 
@@ -64,12 +46,7 @@ async fn a_session_can_be_revoked_only_by_its_owner() {
     app.login_with(&other_device, &email, PASSWORD).await;
     let (_, intruder, _) = app.signed_in_user(&unique_email()).await;
 
-    let body: serde_json::Value = app
-        .get_authorized("/sessions", &access)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let body = app.get_json("/sessions", &access).await;
     let target = body["items"]
         .as_array()
         .unwrap()
@@ -226,12 +203,9 @@ async fn concurrent_listings_each_see_only_their_callers_sessions() {
             let (access, user_id, sessions) = users[i % users.len()].clone();
             let limit = if i % 2 == 0 { 50 } else { 2 };
             tokio::spawn(async move {
-                let body: serde_json::Value = app
-                    .get_authorized(&format!("/sessions?limit={limit}"), &access)
-                    .await
-                    .json()
-                    .await
-                    .unwrap();
+                let body = app
+                    .get_json(&format!("/sessions?limit={limit}"), &access)
+                    .await;
                 (user_id, sessions, limit, body)
             })
         })
