@@ -8,6 +8,13 @@ scripts/bootstrap.sh
 
 # .env overrides the defaults (see .env.example).
 if [ -f .env ]; then set -a; . ./.env; set +a; fi
+# One .env feeds every service: a port or database there would be everyone's.
+for variable in PORT DATABASE_URL; do
+  if [ -n "${!variable:-}" ]; then
+    echo "dev.sh: $variable is set (in .env or the shell); each service has its own (see .env.example): unset it" >&2
+    exit 2
+  fi
+done
 # Plain http on localhost: the refresh cookie cannot be Secure here.
 export COOKIE_SECURE=${COOKIE_SECURE:-false}
 export RUST_LOG=${RUST_LOG:-info}

@@ -6,7 +6,9 @@ use std::path::Path;
 use std::process::Command;
 
 /// Every variable in the `//! | `VAR` |` table of a service's `config.rs`
-/// appears (set or commented out) in `.env.example`.
+/// appears (set or commented out) in `.env.example`, and no variable is
+/// given there twice: one `.env` is loaded into every service, so a
+/// variable listed twice (each service's `PORT`) would clash.
 pub fn env_example_lists_config(manifest_dir: &str) {
     let root = Path::new(manifest_dir);
     let example = std::fs::read_to_string(root.join("../../.env.example")).unwrap_or_default();
@@ -24,14 +26,57 @@ pub fn env_example_lists_config(manifest_dir: &str) {
         variables.len() >= 5,
         "no variable table found in {manifest_dir}/src/config.rs"
     );
+    let settings = env_example_settings(&example);
     for variable in variables {
         assert!(
-            example.lines().any(|l| l
-                .trim_start_matches("# ")
-                .starts_with(&format!("{variable}="))),
+            settings.iter().any(|(name, _)| name == variable),
             "{variable} is not in .env.example"
         );
     }
+    let mut shared: Vec<&str> = settings
+        .iter()
+        .filter(|(_, per_service)| !per_service)
+        .map(|(name, _)| name.as_str())
+        .collect();
+    shared.sort_unstable();
+    for pair in shared.windows(2) {
+        assert_ne!(pair[0], pair[1], "{} is set twice in .env.example", pair[0]);
+    }
+}
+
+/// `(variable, per service)` for each setting of `.env.example`: shared
+/// ones are `# VAR=value` lines; per-service ones stand after a service
+/// name in the indented block (`#   auth  PORT=8001 ...`), never alone on
+/// a line, so uncommenting one cannot set it for every service.
+fn env_example_settings(example: &str) -> Vec<(String, bool)> {
+    let mut settings = Vec::new();
+    for line in example.lines() {
+        let Some(rest) = line.strip_prefix('#') else {
+            if let Some((name, _)) = line.split_once('=') {
+                settings.push((name.trim().to_string(), false));
+            }
+            continue;
+        };
+        let per_service = rest.starts_with("   ");
+        let words = rest.split_whitespace();
+        let words: Vec<&str> = if per_service {
+            words.collect()
+        } else {
+            words.take(1).collect()
+        };
+        for word in words {
+            if let Some((name, _)) = word.split_once('=') {
+                let is_name = !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit());
+                if is_name {
+                    settings.push((name.to_string(), per_service));
+                }
+            }
+        }
+    }
+    settings
 }
 
 /// The service's first migration carries the bus tables exactly.
@@ -188,4 +233,25 @@ pub async fn serves_platform_routes(
         "{metrics}"
     );
     assert!(metrics.contains("http_request_duration_seconds_bucket"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::env_example_settings;
+
+    #[test]
+    fn reads_shared_and_per_service_settings() {
+        let example = "# --- shared\n# HOST=0.0.0.0   # listen address\nRUST_LOG=debug\n\
+                       # a comment with x=1 in it\n\
+                       #   auth  PORT=8001  DATABASE_URL=postgres://h/auth\n";
+        assert_eq!(
+            env_example_settings(example),
+            [
+                ("HOST".to_string(), false),
+                ("RUST_LOG".to_string(), false),
+                ("PORT".to_string(), true),
+                ("DATABASE_URL".to_string(), true),
+            ]
+        );
+    }
 }
