@@ -3,21 +3,63 @@
 use crate::topology::Names;
 use lapin::{Connection, ConnectionProperties};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Whether the service currently holds a working broker connection; read by
-/// the readiness probe.
+/// A link's name and whether it is up.
+type NamedLink = (String, Arc<AtomicBool>);
+
+/// Whether the service's broker connections are up; read by the readiness
+/// probe. Each long-lived user of the broker (the outbox relay, each
+/// consumer) holds a [`BrokerLink`] of its own, so one that reconnects
+/// cannot hide, or be hidden by, another that is fine.
 #[derive(Clone, Debug, Default)]
-pub struct BrokerStatus(Arc<AtomicBool>);
+pub struct BrokerStatus(Arc<Mutex<Vec<NamedLink>>>);
 
 impl BrokerStatus {
-    pub fn set(&self, connected: bool) {
-        self.0.store(connected, Ordering::Relaxed);
+    /// Registers a connection, down until it says otherwise.
+    pub fn link(&self, name: impl Into<String>) -> BrokerLink {
+        let up = Arc::new(AtomicBool::new(false));
+        if let Ok(mut links) = self.0.lock() {
+            links.push((name.into(), up.clone()));
+        }
+        BrokerLink(up)
+    }
+
+    /// `Ok` when there is at least one link and every link is up; else
+    /// which ones are down.
+    pub fn check(&self) -> Result<(), String> {
+        let links = self
+            .0
+            .lock()
+            .map_err(|_| "status unavailable".to_string())?;
+        if links.is_empty() {
+            return Err("not connected yet".into());
+        }
+        let down: Vec<&str> = links
+            .iter()
+            .filter(|(_, up)| !up.load(Ordering::Relaxed))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        if down.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("not connected ({})", down.join(", ")))
+        }
     }
 
     pub fn is_connected(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.check().is_ok()
+    }
+}
+
+/// One connection's entry in [`BrokerStatus`].
+#[derive(Debug)]
+pub struct BrokerLink(Arc<AtomicBool>);
+
+impl BrokerLink {
+    pub fn set(&self, connected: bool) {
+        self.0.store(connected, Ordering::Relaxed);
     }
 }
 

@@ -215,9 +215,12 @@ pub async fn run<H: Handler>(
     handler: Arc<H>,
     shutdown: Shutdown,
 ) {
+    let link = broker.status.link(format!("consumer of {}", spec.queue));
     let mut backoff = Backoff::default();
     while !shutdown.is_triggered() {
-        match consume_while_connected(&broker, &spec, &handler, &shutdown, &mut backoff).await {
+        match consume_while_connected(&broker, &spec, &handler, &shutdown, &mut backoff, &link)
+            .await
+        {
             Ok(()) => break,
             Err(err) => {
                 let delay = backoff.next_delay();
@@ -237,6 +240,7 @@ async fn consume_while_connected<H: Handler>(
     handler: &Arc<H>,
     shutdown: &Shutdown,
     backoff: &mut Backoff,
+    link: &crate::broker::BrokerLink,
 ) -> lapin::Result<()> {
     let names = &broker.names;
     let connection = broker.connect().await?;
@@ -271,7 +275,7 @@ async fn consume_while_connected<H: Handler>(
         )
         .await?;
     backoff.reset();
-    broker.status.set(true);
+    link.set(true);
     tracing::info!(queue = %queue, "consumer started");
 
     let context = Arc::new(DeliveryContext {
@@ -329,7 +333,7 @@ async fn consume_while_connected<H: Handler>(
             },
         }
     }
-    broker.status.set(false);
+    link.set(false);
     if outcome.is_ok() {
         let _ = channel.close(200, "shutting down").await;
         let _ = connection.close(200, "shutting down").await;

@@ -14,7 +14,7 @@ pub mod publisher;
 pub mod schema;
 pub mod topology;
 
-pub use broker::{Broker, BrokerStatus};
+pub use broker::{Broker, BrokerLink, BrokerStatus};
 pub use consumer::{ConsumerSpec, Handler, HandlerError, Incoming};
 pub use outbox::{OutboxRelay, RelayHandle};
 pub use publisher::Publisher;
@@ -31,13 +31,7 @@ pub fn readiness(
             Box::pin(async move { platform::db::ping(&pool).await })
         })
         .check("broker", move || {
-            let connected = status.is_connected();
-            Box::pin(async move {
-                if connected {
-                    Ok(())
-                } else {
-                    Err("not connected".to_string())
-                }
-            })
+            let outcome = status.check();
+            Box::pin(async move { outcome })
         })
 }

@@ -222,16 +222,23 @@ impl OutboxRelay {
         self.handle.clone()
     }
 
-    /// Runs until `shutdown`; reconnects with backoff on any broker failure.
+    /// Runs until `shutdown`; reconnects with backoff on a broker failure.
+    /// A database failure keeps the broker connection and waits for the
+    /// database: the two outages are told apart, in the logs and in
+    /// readiness.
     pub async fn run(self, shutdown: Shutdown) {
+        let link = self.broker.status.link("outbox relay");
         let mut backoff = Backoff::default();
         while !shutdown.is_triggered() {
-            match self.relay_while_connected(&shutdown, &mut backoff).await {
+            match self
+                .relay_while_connected(&shutdown, &mut backoff, &link)
+                .await
+            {
                 Ok(()) => break,
                 Err(err) => {
-                    self.broker.status.set(false);
+                    link.set(false);
                     let delay = backoff.next_delay();
-                    tracing::warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "outbox relay interrupted");
+                    tracing::warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "outbox relay lost the broker");
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = shutdown.wait() => break,
@@ -239,52 +246,55 @@ impl OutboxRelay {
                 }
             }
         }
-        self.broker.status.set(false);
+        link.set(false);
     }
 
     async fn relay_while_connected(
         &self,
         shutdown: &Shutdown,
         backoff: &mut Backoff,
-    ) -> Result<(), RelayError> {
+        link: &crate::broker::BrokerLink,
+    ) -> Result<(), lapin::Error> {
         let connection = self.broker.connect().await?;
         let publisher = Publisher::open(&connection).await?;
         topology::declare_publishing(publisher.channel(), &self.broker.names).await?;
-        self.broker.status.set(true);
+        link.set(true);
         backoff.reset();
         tracing::info!(broker = %self.broker.redacted_url(), "outbox relay connected");
         let mut last_purge = Instant::now();
+        let mut database = DatabaseWait::default();
         // Batches whose confirms are awaited while the next one is claimed
         // and sent: the broker's fsync for one overlaps the work of the next.
         let mut unconfirmed = JoinSet::new();
         loop {
-            let sent = self.send_batch(&publisher).await?;
-            let full = sent
-                .as_ref()
-                .is_some_and(|s| s.confirms.len() as i64 >= self.batch_size);
-            if let Some(sent) = sent {
-                unconfirmed.spawn(settle(sent));
-            }
-            while unconfirmed.len() >= BATCHES_IN_FLIGHT || (!full && !unconfirmed.is_empty()) {
-                if let Some(settled) = unconfirmed.join_next().await {
-                    settled.map_err(|err| DbError::Unavailable(err.to_string()))??;
+            let full = match self
+                .relay_batch(&publisher, &mut unconfirmed, &mut last_purge)
+                .await
+            {
+                Ok(full) => {
+                    database.recovered();
+                    full
                 }
-            }
-            if last_purge.elapsed() > Duration::from_secs(600) {
-                let retention = self.retention;
-                db::run(&self.pool, move |conn| {
-                    purge_published(conn, retention).map_err(DbError::from)
-                })
-                .await?;
-                last_purge = Instant::now();
-            }
+                Err(RelayError::Broker(err)) => return Err(err),
+                Err(RelayError::Db(err)) => {
+                    let delay = database.failed(&err);
+                    tokio::select! {
+                        _ = shutdown.wait() => {
+                            let _ = connection.close(200, "shutting down").await;
+                            return Ok(());
+                        }
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    continue;
+                }
+            };
             if full {
                 continue;
             }
             if !connection.status().connected() {
-                return Err(RelayError::Broker(lapin::Error::InvalidConnectionState(
+                return Err(lapin::Error::InvalidConnectionState(
                     connection.status().state(),
-                )));
+                ));
             }
             tokio::select! {
                 _ = shutdown.wait() => {
@@ -295,6 +305,37 @@ impl OutboxRelay {
                 _ = tokio::time::sleep(self.poll_interval) => {}
             }
         }
+    }
+
+    /// Sends one batch and settles what is due; true if the batch was full
+    /// (more rows are likely waiting).
+    async fn relay_batch(
+        &self,
+        publisher: &Publisher,
+        unconfirmed: &mut JoinSet<Result<usize, RelayError>>,
+        last_purge: &mut Instant,
+    ) -> Result<bool, RelayError> {
+        let sent = self.send_batch(publisher).await?;
+        let full = sent
+            .as_ref()
+            .is_some_and(|s| s.confirms.len() as i64 >= self.batch_size);
+        if let Some(sent) = sent {
+            unconfirmed.spawn(settle(sent));
+        }
+        while unconfirmed.len() >= BATCHES_IN_FLIGHT || (!full && !unconfirmed.is_empty()) {
+            if let Some(settled) = unconfirmed.join_next().await {
+                settled.map_err(|err| DbError::Unavailable(err.to_string()))??;
+            }
+        }
+        if last_purge.elapsed() > Duration::from_secs(600) {
+            let retention = self.retention;
+            db::run(&self.pool, move |conn| {
+                purge_published(conn, retention).map_err(DbError::from)
+            })
+            .await?;
+            *last_purge = Instant::now();
+        }
+        Ok(full)
     }
 
     /// Claims a batch and sends it; the confirms are awaited by [`settle`].
@@ -338,6 +379,32 @@ impl OutboxRelay {
                 .map(|(id, confirm)| (id, confirm.map_err(|e| e.to_string())))
                 .collect(),
         }))
+    }
+}
+
+/// The relay's view of a database outage: one warning when it starts, one
+/// line when it ends, and a growing pause between attempts meanwhile.
+#[derive(Default)]
+struct DatabaseWait {
+    backoff: Backoff,
+    failing: bool,
+}
+
+impl DatabaseWait {
+    fn failed(&mut self, err: &DbError) -> Duration {
+        if !self.failing {
+            tracing::warn!(error = %err, "outbox relay cannot reach the database; waiting for it");
+            self.failing = true;
+        }
+        self.backoff.next_delay()
+    }
+
+    fn recovered(&mut self) {
+        if self.failing {
+            tracing::info!("outbox relay reaches the database again");
+            self.failing = false;
+            self.backoff.reset();
+        }
     }
 }
 

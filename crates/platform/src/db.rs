@@ -1,30 +1,96 @@
 //! PostgreSQL: the r2d2 pool, database creation, migrations under an advisory
 //! lock, and running diesel (which blocks) off the async executor.
+//!
+//! Failures keep their meaning: a database that is down or restarting, a
+//! connection it dropped mid-request and a pool that had no connection in
+//! [`POOL_TIMEOUT`] are [`DbError::Unavailable`] (a 503 with `Retry-After`);
+//! only a query that ran and found nothing is `NotFound`; anything else is a
+//! [`DbError::Query`] that the service answers with an opaque 500.
 
 pub mod batch;
 
 use diesel::pg::PgConnection;
-use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
-use diesel::{sql_query, Connection, RunQueryDsl};
+use diesel::r2d2::{ConnectionManager, ManageConnection, Pool, PooledConnection};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::{sql_query, Connection, QueryResult, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
 use std::time::Duration;
 
-pub type PgPool = Pool<ConnectionManager<PgConnection>>;
-pub type PgPooled = PooledConnection<ConnectionManager<PgConnection>>;
+pub type PgPool = Pool<PgManager>;
+pub type PgPooled = PooledConnection<PgManager>;
+
+/// Longest wait for a pooled connection. Past it the request is answered
+/// 503 at once: while the database is down a client hears so within about
+/// a second, instead of queueing behind connection attempts that fail.
+pub const POOL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A database failure as a handler sees it.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    /// No connection could be had in time: the database is down or saturated.
+    /// The database is down, restarting or saturated, or dropped the
+    /// connection mid-request: worth another try shortly.
     #[error("database unavailable: {0}")]
     Unavailable(String),
     #[error(transparent)]
-    Query(#[from] diesel::result::Error),
+    Query(diesel::result::Error),
+    /// A query that failed for several callers at once (a batched read);
+    /// the cause was logged where it happened.
+    #[error("query failed: {0}")]
+    Failed(String),
+}
+
+impl From<DieselError> for DbError {
+    fn from(err: DieselError) -> Self {
+        if is_connection_lost(&err) {
+            DbError::Unavailable(err.to_string())
+        } else {
+            DbError::Query(err)
+        }
+    }
+}
+
+/// Phrases of libpq and of the server for a connection that is gone or a
+/// server that is not taking queries. diesel reports most of these as
+/// `Unknown` (it maps only SQLSTATE class 08 and a bad libpq status to
+/// `ClosedConnection`); `57P01` (admin shutdown) and `57P03` (starting up)
+/// arrive as messages.
+const CONNECTION_LOST: &[&str] = &[
+    "terminating connection",
+    "server closed the connection",
+    "no connection to the server",
+    "could not receive data from server",
+    "could not send data to server",
+    "connection to server",
+    "the database system is shutting down",
+    "the database system is starting up",
+    "the database system is in recovery mode",
+    "the database system is not yet accepting connections",
+    "the database system is not accepting connections",
+];
+
+/// True for an error that says nothing about the query and everything
+/// about the connection: the same work may well succeed on a fresh one.
+pub fn is_connection_lost(err: &DieselError) -> bool {
+    match err {
+        DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => true,
+        DieselError::DatabaseError(_, info) => {
+            let message = info.message();
+            CONNECTION_LOST
+                .iter()
+                .any(|phrase| message.contains(phrase))
+        }
+        DieselError::BrokenTransactionManager => true,
+        _ => false,
+    }
 }
 
 impl DbError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, DbError::Query(diesel::result::Error::NotFound))
+    }
+
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, DbError::Unavailable(_))
     }
 
     /// True for a unique-constraint violation.
@@ -36,6 +102,49 @@ impl DbError {
                 _
             ))
         )
+    }
+}
+
+/// diesel's connection manager, plus a cheap check that a connection is
+/// still there. diesel considers a connection broken only when its
+/// transaction state is, so one whose server went away (a restart) would
+/// go back to the pool and fail every request that drew it. Here a
+/// connection is checked when it is handed out and when it comes back, by
+/// asking libpq to read whatever the server sent (`PQconsumeInput`, one
+/// non-blocking read; no round trip): a closed socket shows at once, and the
+/// pool replaces the connection.
+#[derive(Debug)]
+pub struct PgManager(ConnectionManager<PgConnection>);
+
+impl PgManager {
+    pub fn new(url: &str) -> Self {
+        Self(ConnectionManager::new(url))
+    }
+}
+
+fn still_connected(conn: &mut PgConnection) -> QueryResult<()> {
+    // The platform never LISTENs on pooled connections, so there are no
+    // notifications to lose here; the call is for its read of the socket.
+    match conn.notifications_iter().next() {
+        Some(Err(err)) => Err(err),
+        _ => Ok(()),
+    }
+}
+
+impl ManageConnection for PgManager {
+    type Connection = PgConnection;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<PgConnection, Self::Error> {
+        self.0.connect()
+    }
+
+    fn is_valid(&self, conn: &mut PgConnection) -> Result<(), Self::Error> {
+        still_connected(conn).map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut PgConnection) -> bool {
+        self.0.has_broken(conn) || still_connected(conn).is_err()
     }
 }
 
@@ -106,9 +215,9 @@ pub fn pool(url: &str, max_size: u32) -> PgPool {
     Pool::builder()
         .max_size(max_size)
         .min_idle(None)
-        .connection_timeout(Duration::from_secs(5))
-        .test_on_check_out(false)
-        .build_unchecked(ConnectionManager::new(url))
+        .connection_timeout(POOL_TIMEOUT)
+        .test_on_check_out(true)
+        .build_unchecked(PgManager::new(url))
 }
 
 /// Applies pending migrations while holding a session-level advisory lock,
@@ -174,6 +283,40 @@ where
     })
     .await
     .map_err(|err| E::from(DbError::Unavailable(format!("database task failed: {err}"))))?
+}
+
+/// Runs a read that changes nothing, and runs it once more on a fresh
+/// connection if the database dropped the first one (a restart): the
+/// client then sees its answer instead of a 503. Anything else fails at
+/// once.
+pub async fn read<T, F>(pool: &PgPool, work: F) -> Result<T, DbError>
+where
+    F: Fn(&mut PgConnection) -> QueryResult<T> + Send + 'static,
+    T: Send + 'static,
+{
+    let pool = pool.clone();
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || {
+        span.in_scope(|| {
+            let checkout = || {
+                pool.get()
+                    .map_err(|err| DbError::Unavailable(err.to_string()))
+            };
+            let mut conn = checkout()?;
+            match work(&mut conn) {
+                Err(err) if is_connection_lost(&err) => {
+                    tracing::debug!(error = %err, "read retried on a fresh connection");
+                    // Back to the pool first: it sees the loss and drops it.
+                    drop(conn);
+                    let mut fresh = checkout()?;
+                    work(&mut fresh).map_err(DbError::from)
+                }
+                outcome => outcome.map_err(DbError::from),
+            }
+        })
+    })
+    .await
+    .map_err(|err| DbError::Unavailable(format!("database task failed: {err}")))?
 }
 
 /// Readiness: a `SELECT 1` through the pool.

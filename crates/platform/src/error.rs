@@ -19,7 +19,7 @@ pub enum Error {
 
 impl From<diesel::result::Error> for Error {
     fn from(err: diesel::result::Error) -> Self {
-        Error::Db(DbError::Query(err))
+        Error::Db(DbError::from(err))
     }
 }
 

@@ -130,7 +130,7 @@ async fn a_failed_query_fails_its_own_reads_only() {
     let reads = reader(&db);
     let failed = reads.get(BROKEN).await;
     assert!(
-        matches!(&failed, Err(DbError::Unavailable(message)) if message.contains("no_such_table")),
+        matches!(&failed, Err(DbError::Failed(message)) if message.contains("no_such_table")),
         "{failed:?}"
     );
     assert_eq!(reads.get(3).await.unwrap().as_deref(), Some("item 3"));

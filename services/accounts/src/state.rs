@@ -4,7 +4,7 @@ use crate::store::profiles::ProfileRow;
 use bus::RelayHandle;
 use domain::UserId;
 use platform::db::batch::BatchedReads;
-use platform::db::PgPool;
+use platform::db::{DbError, PgPool};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
@@ -17,4 +17,11 @@ pub struct AppState {
     /// Turns for directory searches (`SEARCH_CONCURRENCY`), handed out in
     /// arrival order.
     pub searches: Arc<Semaphore>,
+}
+
+impl AppState {
+    /// The profile of `id`, if there is one; an outage stays an outage.
+    pub async fn profile(&self, id: UserId) -> Result<Option<ProfileRow>, DbError> {
+        self.profiles.get(id).await
+    }
 }

@@ -11,12 +11,19 @@
 //! Every read starts after its request arrived (a request never joins a
 //! query already sent), so it sees every write committed before then, as a
 //! read of its own would.
+//!
+//! Failures keep their kind: a query that fails is a [`DbError::Failed`] (a
+//! 500) for the reads it carried; a database that is unreachable is
+//! [`DbError::Unavailable`] for them and for every read that was already
+//! waiting when that was learnt, so an outage fails the queue at once
+//! rather than a pool timeout per batch.
 
-use super::{run, DbError, PgPool};
+use super::{read, DbError, PgPool};
 use diesel::{PgConnection, QueryResult};
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tracing::Instrument;
 
@@ -44,8 +51,12 @@ impl Default for BatchLimits {
 
 struct Waiting<K, V> {
     key: K,
+    arrived: Instant,
     reply: oneshot::Sender<Result<Option<V>, DbError>>,
 }
+
+/// When a query last found the database unreachable, and why.
+type Outage = Arc<Mutex<Option<(Instant, String)>>>;
 
 /// A handle to the coalescing reader; cheap to clone. The reader runs on
 /// the runtime that started it and stops when the last handle is dropped.
@@ -81,7 +92,11 @@ where
         let stopped = || DbError::Unavailable("the batched reader has stopped".into());
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Waiting { key, reply })
+            .send(Waiting {
+                key,
+                arrived: Instant::now(),
+                reply,
+            })
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
@@ -97,6 +112,7 @@ async fn dispatch<K, V>(
     V: Clone + Send + 'static,
 {
     let slots = Arc::new(Semaphore::new(limits.queries_in_flight.max(1)));
+    let outage: Outage = Arc::default();
     loop {
         // A free slot first, then whatever has queued up meanwhile: while
         // every slot is busy, arrivals gather into the next batch.
@@ -106,23 +122,41 @@ async fn dispatch<K, V>(
         let Some(first) = waiting.recv().await else {
             return;
         };
-        let mut batch = vec![first];
-        while batch.len() < limits.reads_per_query.max(1) {
-            match waiting.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
+        let mut batch = Vec::with_capacity(limits.reads_per_query.max(1));
+        let mut next = Some(first);
+        while let Some(read) = next.take() {
+            match failed_before(&outage, &read) {
+                Some(reason) => {
+                    let _ = read.reply.send(Err(DbError::Unavailable(reason)));
+                }
+                None => batch.push(read),
             }
+            if batch.len() < limits.reads_per_query.max(1) {
+                next = waiting.try_recv().ok();
+            }
+        }
+        if batch.is_empty() {
+            continue;
         }
         let pool = pool.clone();
         let fetch = fetch.clone();
+        let outage = outage.clone();
         tokio::spawn(async move {
-            answer(&pool, fetch, batch).await;
+            answer(&pool, fetch, batch, &outage).await;
             drop(slot);
         });
     }
 }
 
-async fn answer<K, V>(pool: &PgPool, fetch: Fetch<K, V>, batch: Vec<Waiting<K, V>>)
+/// The outage a read waited through: the database was found unreachable
+/// after the read arrived.
+fn failed_before<K, V>(outage: &Outage, read: &Waiting<K, V>) -> Option<String> {
+    let outage = outage.lock().ok()?;
+    let (at, reason) = outage.as_ref()?;
+    (*at > read.arrived).then(|| reason.clone())
+}
+
+async fn answer<K, V>(pool: &PgPool, fetch: Fetch<K, V>, batch: Vec<Waiting<K, V>>, outage: &Outage)
 where
     K: Eq + Hash + Clone + Send + 'static,
     V: Clone + Send + 'static,
@@ -136,7 +170,7 @@ where
             .collect()
     };
     let span = tracing::debug_span!("batched read", keys = keys.len());
-    let rows = run(pool, move |conn| fetch(conn, &keys).map_err(DbError::from))
+    let rows = read(pool, move |conn| fetch(conn, &keys))
         .instrument(span)
         .await;
     match rows {
@@ -148,12 +182,23 @@ where
             }
         }
         Err(err) => {
-            tracing::warn!(error = %err, "batched read failed");
             let message = err.to_string();
+            let unavailable = err.is_unavailable();
+            if unavailable {
+                tracing::warn!(error = %message, "batched read: database unavailable");
+                if let Ok(mut outage) = outage.lock() {
+                    *outage = Some((Instant::now(), message.clone()));
+                }
+            } else {
+                tracing::error!(error = %message, "batched read failed");
+            }
             for waiting in batch {
-                let _ = waiting
-                    .reply
-                    .send(Err(DbError::Unavailable(message.clone())));
+                let failure = if unavailable {
+                    DbError::Unavailable(message.clone())
+                } else {
+                    DbError::Failed(message.clone())
+                };
+                let _ = waiting.reply.send(Err(failure));
             }
         }
     }

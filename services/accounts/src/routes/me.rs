@@ -21,12 +21,8 @@ fn profile_missing() -> Error {
     .into()
 }
 
-pub async fn load(state: &AppState, user_id: UserId) -> Result<ProfileRow> {
-    state
-        .profiles
-        .get(user_id)
-        .await?
-        .ok_or_else(profile_missing)
+async fn load(state: &AppState, user_id: UserId) -> Result<ProfileRow> {
+    state.profile(user_id).await?.ok_or_else(profile_missing)
 }
 
 /// `GET /me`.

@@ -69,8 +69,8 @@ pub async fn list(
         .acquire()
         .await
         .map_err(|_| Problem::unavailable("the service is shutting down"))?;
-    let rows = db::run(&state.pool, move |conn| {
-        profiles::search(conn, &filter, cursor, limit + 1).map_err(Error::from)
+    let rows = db::read(&state.pool, move |conn| {
+        profiles::search(conn, &filter, cursor, limit + 1)
     })
     .await?;
     drop(turn);
@@ -93,9 +93,10 @@ pub async fn show(
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse> {
     caller.require_any(&[Role::Admin, Role::Staff])?;
-    let profile = super::me::load(&state, UserId(path.into_inner()))
-        .await
-        .map_err(|_| no_such_user())?;
+    let profile = state
+        .profile(UserId(path.into_inner()))
+        .await?
+        .ok_or_else(no_such_user)?;
     Ok(HttpResponse::Ok().json(profile.to_profile()))
 }
 

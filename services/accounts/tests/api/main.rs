@@ -5,6 +5,7 @@
 mod helpers;
 
 mod basics;
+mod faults;
 mod flow;
 mod me;
 mod search;

@@ -159,10 +159,7 @@ pub fn refuse_cross_site(state: &AppState, req: &HttpRequest) -> Result<()> {
 /// a logout by up to its lifetime; auth's own routes do not honour it).
 pub async fn live_session(state: &AppState, caller: &Caller) -> Result<SessionRow> {
     let session_id = caller.session_id;
-    let session = db::run(&state.pool, move |conn| {
-        sessions::find(conn, session_id).map_err(Error::from)
-    })
-    .await?;
+    let session = db::read(&state.pool, move |conn| sessions::find(conn, session_id)).await?;
     match session {
         Some(session)
             if session.user_id == caller.user_id.as_uuid()

@@ -74,9 +74,8 @@ pub async fn list(
             .await?
             .unwrap_or_default(),
         Some(cursor) => {
-            db::run(&state.pool, move |conn| {
+            db::read(&state.pool, move |conn| {
                 sessions::list_live_after(conn, user_id, idle, cursor, limit + 1)
-                    .map_err(Error::from)
             })
             .await?
         }

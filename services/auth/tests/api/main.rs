@@ -7,6 +7,7 @@ mod helpers;
 
 mod account_events;
 mod basics;
+mod faults;
 mod login;
 mod outbox;
 mod password;
