@@ -28,26 +28,57 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
     type Future = LocalBoxFuture<'static, Result<Self, Problem>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let content_type_ok = {
-            let content_type = req.content_type();
-            content_type.is_empty()
-                || content_type == "application/json"
-                || content_type.ends_with("+json")
-        };
-        let body = web::Bytes::from_request(req, payload);
+        let body = json_body(req, payload);
+        Box::pin(async move { parse_json(&body.await?).map(Json) })
+    }
+}
+
+/// A JSON body that may be left out (no body, or only whitespace); when
+/// present it is held to the rules of [`Json`].
+#[derive(Debug)]
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<T: DeserializeOwned + 'static> FromRequest for OptionalJson<T> {
+    type Error = Problem;
+    type Future = LocalBoxFuture<'static, Result<Self, Problem>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body = json_body(req, payload);
         Box::pin(async move {
-            if !content_type_ok {
-                return Err(Problem::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
-                    "Unsupported media type",
-                )
-                .detail("the body must be application/json"));
+            let bytes = body.await?;
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                Ok(OptionalJson(None))
+            } else {
+                parse_json(&bytes).map(|value| OptionalJson(Some(value)))
             }
-            let bytes = body.await.map_err(|err| payload_problem(&err))?;
-            parse_json(&bytes).map(Json)
         })
     }
+}
+
+/// The body's bytes, once its content type says JSON (or nothing) and its
+/// size is within [`JSON_LIMIT`].
+fn json_body(
+    req: &HttpRequest,
+    payload: &mut Payload,
+) -> LocalBoxFuture<'static, Result<web::Bytes, Problem>> {
+    let content_type_ok = {
+        let content_type = req.content_type();
+        content_type.is_empty()
+            || content_type == "application/json"
+            || content_type.ends_with("+json")
+    };
+    let body = web::Bytes::from_request(req, payload);
+    Box::pin(async move {
+        if !content_type_ok {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Unsupported media type",
+            )
+            .detail("the body must be application/json"));
+        }
+        body.await.map_err(|err| payload_problem(&err))
+    })
 }
 
 fn payload_problem(err: &actix_web::Error) -> Problem {

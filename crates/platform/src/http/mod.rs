@@ -4,6 +4,7 @@ pub mod extract;
 pub mod health;
 pub mod metrics;
 pub mod middleware;
+pub mod pagination;
 pub mod problem;
 pub mod server;
 
@@ -13,5 +14,8 @@ use actix_web::web;
 pub fn configure_extractors(cfg: &mut web::ServiceConfig) {
     cfg.app_data(extract::path_config())
         .app_data(extract::query_config())
-        .app_data(web::JsonConfig::default().limit(extract::JSON_LIMIT));
+        .app_data(web::JsonConfig::default().limit(extract::JSON_LIMIT))
+        // Our Json<T> reads the body as bytes: the limit it states must be
+        // the one the payload extractor enforces.
+        .app_data(web::PayloadConfig::new(extract::JSON_LIMIT));
 }

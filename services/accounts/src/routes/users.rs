@@ -1,6 +1,6 @@
 use crate::error::{Error, Result};
 use crate::state::AppState;
-use crate::store::profiles::{self, Filter, ProfileRow, SearchTerm};
+use crate::store::profiles::{self, Filter, SearchTerm};
 use actix_web::{web, HttpResponse};
 use authn::Caller;
 use diesel::Connection;
@@ -8,6 +8,7 @@ use domain::messages::{AccountDisabled, AccountEnabled, AccountRolesChanged};
 use domain::{Role, UserId};
 use platform::db;
 use platform::http::extract::{Json, Query};
+use platform::http::pagination::{Page, PageRequest};
 use platform::Problem;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -37,19 +38,7 @@ pub async fn list(
 ) -> Result<HttpResponse> {
     caller.require(Role::Admin)?;
     let query = query.0;
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(Problem::invalid_field("limit", "must be between 1 and 200").into());
-    }
-    // `cursor=` is the first page, for clients that always send the last
-    // page's `next_cursor`.
-    let cursor = match query.cursor.as_deref().filter(|raw| !raw.is_empty()) {
-        Some(raw) => Some(
-            Uuid::parse_str(raw)
-                .map_err(|_| Problem::invalid_field("cursor", "is not a valid cursor"))?,
-        ),
-        None => None,
-    };
+    let page = PageRequest::parse(query.limit, query.cursor.as_deref())?;
     let q = match query.q.as_deref() {
         Some(raw) => {
             SearchTerm::parse(raw).map_err(|err| Problem::invalid_field("q", err.to_string()))?
@@ -70,20 +59,12 @@ pub async fn list(
         .await
         .map_err(|_| Problem::unavailable("the service is shutting down"))?;
     let rows = db::read(&state.pool, move |conn| {
-        profiles::search(conn, &filter, cursor, limit + 1)
+        profiles::search(conn, &filter, page.cursor, page.rows_to_read())
     })
     .await?;
     drop(turn);
-    let has_more = rows.len() as i64 > limit;
-    let items: Vec<_> = rows
-        .iter()
-        .take(limit as usize)
-        .map(ProfileRow::to_profile)
-        .collect();
-    let next_cursor = has_more
-        .then(|| items.last().map(|p| p.id.to_string()))
-        .flatten();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items, "next_cursor": next_cursor })))
+    let page = Page::from_rows(&page, rows, |row| row.id).map(|row| row.to_profile());
+    Ok(page.respond())
 }
 
 /// `GET /users/{id}`: admins and staff read a profile.

@@ -8,13 +8,14 @@ use chrono::{DateTime, Utc};
 use domain::SessionId;
 use platform::db;
 use platform::http::extract::Query;
+use platform::http::pagination::{Page, PageRequest};
 use platform::Problem;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Page {
+pub struct PageQuery {
     limit: Option<i64>,
     cursor: Option<String>,
 }
@@ -48,20 +49,10 @@ impl SessionView {
 pub async fn list(
     state: web::Data<AppState>,
     caller: Caller,
-    page: Query<Page>,
+    page: Query<PageQuery>,
 ) -> Result<HttpResponse> {
-    let page = page.0;
-    let limit = page.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(Problem::invalid_field("limit", "must be between 1 and 200").into());
-    }
-    let cursor = match page.cursor.as_deref() {
-        Some(raw) => Some(
-            Uuid::parse_str(raw)
-                .map_err(|_| Problem::invalid_field("cursor", "is not a valid cursor"))?,
-        ),
-        None => None,
-    };
+    let request = PageRequest::parse(page.0.limit, page.0.cursor.as_deref())?;
+    let (limit, cursor) = (request.limit, request.cursor);
     let user_id = caller.user_id;
     let session_id = caller.session_id;
     let idle = state.idle_timeout();
@@ -70,7 +61,7 @@ pub async fn list(
         // batches with other callers' first pages.
         None => state
             .session_pages
-            .get((user_id, limit + 1))
+            .get((user_id, request.rows_to_read()))
             .await?
             .unwrap_or_default(),
         Some(cursor) => {
@@ -88,18 +79,11 @@ pub async fn list(
     {
         respond::live_session(&state, &caller).await?;
     }
-    let has_more = rows.len() as i64 > limit;
-    let items: Vec<SessionView> = rows
-        .into_iter()
-        .take(limit as usize)
-        .map(|row| SessionView::new(row, session_id))
-        .collect();
-    let next_cursor = has_more
-        .then(|| items.last().map(|s| s.id.to_string()))
-        .flatten();
+    let page =
+        Page::from_rows(&request, rows, |row| row.id).map(|row| SessionView::new(row, session_id));
     Ok(HttpResponse::Ok()
         .insert_header(("cache-control", "no-store"))
-        .json(serde_json::json!({ "items": items, "next_cursor": next_cursor })))
+        .json(page))
 }
 
 /// `DELETE /sessions/{id}`: ends one of the caller's sessions.

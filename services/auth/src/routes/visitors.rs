@@ -9,7 +9,7 @@ use diesel::Connection;
 use domain::messages::{UserKind, UserRegistered};
 use domain::{DisplayName, Role};
 use platform::db;
-use platform::http::extract::parse_json;
+use platform::http::extract::OptionalJson;
 use platform::Problem;
 use serde::Deserialize;
 
@@ -24,13 +24,9 @@ pub struct VisitorBody {
 pub async fn create_visitor(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
+    body: OptionalJson<VisitorBody>,
 ) -> Result<HttpResponse> {
-    let body: VisitorBody = if body.iter().all(u8::is_ascii_whitespace) {
-        VisitorBody::default()
-    } else {
-        parse_json(&body)?
-    };
+    let body = body.0.unwrap_or_default();
     let display_name = match body.display_name.as_deref() {
         Some(raw) => DisplayName::parse(raw)
             .map_err(|e| Problem::invalid_field("display_name", e.to_string()))?,

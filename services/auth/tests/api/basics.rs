@@ -77,6 +77,21 @@ async fn unknown_routes_and_malformed_bodies_are_problems() {
     let (status, _, _) = problem(malformed).await;
     assert_eq!(status, 400);
 
+    // 64 KiB is the most a body may hold, whichever extractor reads it.
+    for path in ["/login", "/visitors"] {
+        let padding = "x".repeat(platform::http::extract::JSON_LIMIT);
+        let oversized = app
+            .client
+            .post(app.url(path))
+            .header("content-type", "application/json")
+            .body(format!("{{\"display_name\":\"{padding}\"}}"))
+            .send()
+            .await
+            .unwrap();
+        let (status, _, body) = problem(oversized).await;
+        assert_eq!(status, 413, "{path}: {body}");
+    }
+
     let form = app
         .client
         .post(app.url("/login"))
