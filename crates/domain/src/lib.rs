@@ -5,8 +5,10 @@ pub mod claims;
 pub mod ids;
 pub mod messages;
 pub mod role;
+pub mod status;
 pub mod values;
 
 pub use ids::{SessionId, UserId};
 pub use role::Role;
+pub use status::AccountStatus;
 pub use values::{DisplayName, Email, Password, ValueError};

@@ -68,6 +68,27 @@ fn describe_custom(message: &str) -> ConfigError {
     ConfigError::new("environment", message.to_string())
 }
 
+/// Parses a setting with its `FromStr` (for `#[serde(deserialize_with)]`),
+/// so that a setting that is an enum or another domain type is parsed
+/// when the configuration loads. A bad value is reported the way envy
+/// reports its own parse errors, which [`ConfigError`] turns into one line
+/// naming `variable` (and not the value).
+pub fn parse_setting<'de, D, T>(deserializer: D, variable: &str) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: fmt::Display,
+{
+    use serde::de::Error as _;
+    use serde::Deserialize as _;
+    let raw = String::deserialize(deserializer)?;
+    raw.parse().map_err(|err| {
+        D::Error::custom(format!(
+            "{err} while parsing value '{raw}' provided by {variable}"
+        ))
+    })
+}
+
 /// Settings every service reads under the same names:
 ///
 /// | variable | default | meaning |

@@ -5,7 +5,7 @@ use bus::inbox::{Inboxed, Transactional};
 use bus::{ConsumerSpec, HandlerError, Incoming};
 use diesel::prelude::*;
 use domain::messages::{AccountDisabled, AccountEnabled, AccountRolesChanged, Contract};
-use domain::UserId;
+use domain::{AccountStatus, UserId};
 use platform::db::PgPool;
 use std::time::Duration;
 
@@ -77,12 +77,17 @@ fn apply(conn: &mut PgConnection, change: &Change) -> QueryResult<()> {
         }
         Change::Disabled(event) => {
             let user = UserId(event.user_id);
-            if users::apply_status(conn, user, users::DISABLED, event.revision)? {
+            if users::apply_status(conn, user, AccountStatus::Disabled, event.revision)? {
                 sessions::revoke_all(conn, user, None, "account_disabled")?;
             }
         }
         Change::Enabled(event) => {
-            users::apply_status(conn, UserId(event.user_id), users::ACTIVE, event.revision)?;
+            users::apply_status(
+                conn,
+                UserId(event.user_id),
+                AccountStatus::Active,
+                event.revision,
+            )?;
         }
     }
     Ok(())

@@ -29,10 +29,25 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::time::Duration;
 
+/// Where emails go; parsed when the configuration loads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EmailTransport {
+    /// `.eml` files in `EMAIL_OUTBOX_DIR`.
     File,
+    /// lettre over `SMTP_URL`.
     Smtp,
+}
+
+impl std::str::FromStr for EmailTransport {
+    type Err = &'static str;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "file" => Ok(EmailTransport::File),
+            "smtp" => Ok(EmailTransport::Smtp),
+            _ => Err("must be `file` or `smtp`"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -44,8 +59,11 @@ pub struct Config {
     pub port: u16,
     #[serde(default = "defaults::database_url")]
     pub database_url: SecretString,
-    #[serde(default = "defaults::transport")]
-    pub email_transport: String,
+    #[serde(
+        default = "defaults::transport",
+        deserialize_with = "defaults::parse_transport"
+    )]
+    pub email_transport: EmailTransport,
     #[serde(default = "defaults::outbox_dir")]
     pub email_outbox_dir: String,
     #[serde(default = "defaults::smtp_url")]
@@ -73,8 +91,13 @@ mod defaults {
     pub fn database_url() -> SecretString {
         "postgres://postgres@127.0.0.1:5432/worker".into()
     }
-    pub fn transport() -> String {
-        "file".into()
+    pub fn transport() -> super::EmailTransport {
+        super::EmailTransport::File
+    }
+    pub fn parse_transport<'de, D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<super::EmailTransport, D::Error> {
+        platform::config::parse_setting(deserializer, "EMAIL_TRANSPORT")
     }
     pub fn send_lease() -> u64 {
         120
@@ -119,7 +142,6 @@ impl Config {
         require_range("EMAIL_PREFETCH", self.email_prefetch, 1, 1000)?;
         require_range("EMAIL_CONCURRENCY", self.email_concurrency, 1, 1000)?;
         self.sender()?;
-        self.transport()?;
         require_range(
             "EMAIL_SEND_LEASE_SECS",
             self.email_send_lease_secs,
@@ -127,17 +149,6 @@ impl Config {
             86_400,
         )?;
         Ok(())
-    }
-
-    pub fn transport(&self) -> Result<EmailTransport, ConfigError> {
-        match self.email_transport.as_str() {
-            "file" => Ok(EmailTransport::File),
-            "smtp" => Ok(EmailTransport::Smtp),
-            _ => Err(ConfigError::new(
-                "EMAIL_TRANSPORT",
-                "must be `file` or `smtp`",
-            )),
-        }
     }
 
     pub fn sender(&self) -> Result<lettre::message::Mailbox, ConfigError> {
@@ -165,5 +176,32 @@ impl ServiceConfig for Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.check()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(transport: &str) -> Result<Config, ConfigError> {
+        platform::config::load_from([("EMAIL_TRANSPORT".to_string(), transport.to_string())])
+    }
+
+    #[test]
+    fn the_transport_is_parsed_when_the_configuration_loads() {
+        assert_eq!(
+            load("smtp").map(|c| c.email_transport),
+            Ok(EmailTransport::Smtp)
+        );
+        assert_eq!(
+            Config::defaults().map(|c| c.email_transport),
+            Ok(EmailTransport::File)
+        );
+        let refused = load("pigeon").err();
+        assert_eq!(
+            refused.as_ref().map(|e| e.variable.as_str()),
+            Some("EMAIL_TRANSPORT")
+        );
+        assert!(refused.is_some_and(|e| !e.to_string().contains("pigeon")));
     }
 }

@@ -38,7 +38,7 @@ pub fn broker(config: &Config) -> Broker {
 }
 
 fn transport(config: &Config) -> anyhow::Result<Transport> {
-    match config.transport()? {
+    match config.email_transport {
         EmailTransport::File => Transport::file(&config.email_outbox_dir),
         EmailTransport::Smtp => Transport::smtp(
             config.smtp_url.expose_secret(),

@@ -5,7 +5,7 @@ use actix_web::{web, HttpResponse};
 use authn::Caller;
 use diesel::Connection;
 use domain::messages::{AccountDisabled, AccountEnabled, AccountRolesChanged};
-use domain::{Role, UserId};
+use domain::{AccountStatus, Role, UserId};
 use platform::db;
 use platform::http::extract::{Json, Query};
 use platform::http::pagination::{Page, PageRequest};
@@ -18,16 +18,9 @@ use uuid::Uuid;
 pub struct ListQuery {
     q: Option<String>,
     role: Option<Role>,
-    status: Option<Status>,
+    status: Option<AccountStatus>,
     limit: Option<i64>,
     cursor: Option<String>,
-}
-
-#[derive(Deserialize, Clone, Copy)]
-#[serde(rename_all = "lowercase")]
-enum Status {
-    Active,
-    Disabled,
 }
 
 /// `GET /users`: admins search the directory.
@@ -48,10 +41,7 @@ pub async fn list(
     let filter = Filter {
         q,
         role: query.role,
-        status: query.status.map(|s| match s {
-            Status::Active => profiles::ACTIVE.to_string(),
-            Status::Disabled => profiles::DISABLED.to_string(),
-        }),
+        status: query.status,
     };
     let turn = state
         .searches
@@ -148,7 +138,7 @@ pub async fn disable(
     if target == caller.user_id {
         return Err(Problem::forbidden("you cannot disable your own account").into());
     }
-    change_status(&state, target, profiles::DISABLED).await
+    change_status(&state, target, AccountStatus::Disabled).await
 }
 
 /// `POST /users/{id}/enable`.
@@ -158,14 +148,14 @@ pub async fn enable(
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse> {
     caller.require(Role::Admin)?;
-    change_status(&state, UserId(path.into_inner()), profiles::ACTIVE).await
+    change_status(&state, UserId(path.into_inner()), AccountStatus::Active).await
 }
 
 /// Sets the status; a repeated request changes nothing and emits nothing.
 async fn change_status(
     state: &AppState,
     target: UserId,
-    status: &'static str,
+    status: AccountStatus,
 ) -> Result<HttpResponse> {
     let profile = db::run(&state.pool, move |conn| {
         conn.transaction(|conn| {
@@ -176,23 +166,15 @@ async fn change_status(
                 return Ok(Some(current));
             }
             let profile = profiles::set_status(conn, target, status)?;
-            if status == profiles::DISABLED {
-                bus::outbox::enqueue(
-                    conn,
-                    AccountDisabled {
-                        user_id: profile.id,
-                        revision: profile.revision,
-                    },
-                )?;
-            } else {
-                bus::outbox::enqueue(
-                    conn,
-                    AccountEnabled {
-                        user_id: profile.id,
-                        revision: profile.revision,
-                    },
-                )?;
-            }
+            let (user_id, revision) = (profile.id, profile.revision);
+            match status {
+                AccountStatus::Disabled => {
+                    bus::outbox::enqueue(conn, AccountDisabled { user_id, revision })?
+                }
+                AccountStatus::Active => {
+                    bus::outbox::enqueue(conn, AccountEnabled { user_id, revision })?
+                }
+            };
             Ok::<_, diesel::result::Error>(Some(profile))
         })
         .map_err(Error::from)

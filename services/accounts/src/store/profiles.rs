@@ -6,12 +6,9 @@ use diesel::prelude::*;
 use diesel::sql_types::{Bool, Text};
 use domain::messages::UserRegistered;
 use domain::values::check_plain_text;
-use domain::{Role, UserId, ValueError};
+use domain::{AccountStatus, Role, UserId, ValueError};
 use serde::Serialize;
 use uuid::Uuid;
-
-pub const ACTIVE: &str = "active";
-pub const DISABLED: &str = "disabled";
 
 #[derive(Queryable, Selectable, Debug, Clone)]
 #[diesel(table_name = profiles, check_for_backend(Pg))]
@@ -23,7 +20,7 @@ pub struct ProfileRow {
     pub locale: Option<String>,
     pub timezone: Option<String>,
     pub roles: Vec<Option<String>>,
-    pub status: String,
+    pub status: AccountStatus,
     pub email_verified: bool,
     pub revision: i64,
     pub created_at: DateTime<Utc>,
@@ -40,7 +37,7 @@ pub struct Profile {
     pub locale: Option<String>,
     pub timezone: Option<String>,
     pub roles: Vec<Role>,
-    pub status: String,
+    pub status: AccountStatus,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -59,7 +56,7 @@ impl ProfileRow {
             locale: self.locale.clone(),
             timezone: self.timezone.clone(),
             roles: self.roles(),
-            status: self.status.clone(),
+            status: self.status,
             created_at: self.created_at,
             updated_at: self.updated_at,
         }
@@ -159,7 +156,11 @@ pub fn set_roles(conn: &mut PgConnection, id: UserId, roles: &[Role]) -> QueryRe
         .get_result(conn)
 }
 
-pub fn set_status(conn: &mut PgConnection, id: UserId, status: &str) -> QueryResult<ProfileRow> {
+pub fn set_status(
+    conn: &mut PgConnection,
+    id: UserId,
+    status: AccountStatus,
+) -> QueryResult<ProfileRow> {
     diesel::update(profiles::table.find(id.as_uuid()))
         .set((
             profiles::status.eq(status),
@@ -196,7 +197,7 @@ pub struct Filter {
     /// Matched case-insensitively anywhere in the email or display name.
     pub q: Option<SearchTerm>,
     pub role: Option<Role>,
-    pub status: Option<String>,
+    pub status: Option<AccountStatus>,
 }
 
 fn like_pattern(q: &SearchTerm) -> String {
@@ -235,8 +236,8 @@ pub fn search(
     if let Some(role) = filter.role {
         query = query.filter(profiles::roles.contains(vec![Some(role.as_str().to_string())]));
     }
-    if let Some(status) = &filter.status {
-        query = query.filter(profiles::status.eq(status.clone()));
+    if let Some(status) = filter.status {
+        query = query.filter(profiles::status.eq(status));
     }
     if let Some(cursor) = cursor {
         query = query.filter(profiles::id.gt(cursor));

@@ -1,12 +1,9 @@
 use crate::schema::users;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use domain::{Role, UserId};
+use domain::{AccountStatus, Role, UserId};
 use serde::Serialize;
 use uuid::Uuid;
-
-pub const ACTIVE: &str = "active";
-pub const DISABLED: &str = "disabled";
 
 #[derive(Queryable, Selectable, Debug, Clone)]
 #[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
@@ -16,7 +13,7 @@ pub struct UserRow {
     pub display_name: String,
     pub password_hash: Option<String>,
     pub roles: Vec<Option<String>>,
-    pub status: String,
+    pub status: AccountStatus,
     pub email_verified: bool,
     pub roles_revision: i64,
     pub status_revision: i64,
@@ -34,7 +31,7 @@ impl UserRow {
     }
 
     pub fn is_active(&self) -> bool {
-        self.status == ACTIVE
+        self.status == AccountStatus::Active
     }
 
     pub fn to_public(&self) -> PublicUser {
@@ -157,7 +154,7 @@ pub fn apply_roles(
 pub fn apply_status(
     conn: &mut PgConnection,
     id: UserId,
-    status: &str,
+    status: AccountStatus,
     revision: i64,
 ) -> QueryResult<bool> {
     diesel::update(

@@ -60,11 +60,11 @@ pub fn config(db: &TestDatabase, bus: &TestBus, sink: Option<&SmtpSink>) -> Conf
     config.public_base_url = "https://app.example.com".into();
     match sink {
         Some(sink) => {
-            config.email_transport = "smtp".into();
+            config.email_transport = worker::config::EmailTransport::Smtp;
             config.smtp_url = SecretString::from(sink.url());
         }
         None => {
-            config.email_transport = "file".into();
+            config.email_transport = worker::config::EmailTransport::File;
             config.email_outbox_dir = std::env::temp_dir()
                 .join(format!("worker-test-{}", uuid::Uuid::new_v4().simple()))
                 .display()
