@@ -1,10 +1,11 @@
 //! The `auth` binary's commands.
 
 use crate::config::Config;
+use crate::signup::create_user;
 use crate::startup::{self, Application};
 use crate::store::users::{self, NewUser};
 use diesel::Connection;
-use domain::messages::{UserKind, UserRegistered};
+use domain::messages::UserKind;
 use domain::{DisplayName, Email, Password, Role};
 use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
@@ -132,25 +133,16 @@ pub async fn create_admin(
             if users::find_by_email(conn, email.as_str())?.is_some() {
                 anyhow::bail!("an account with email {email} already exists");
             }
-            let user = users::insert(
+            let user = create_user(
                 conn,
                 NewUser::new(
                     Some(email.as_str().to_string()),
                     name.as_str().to_string(),
                     Some(hash),
                     &[Role::User, Role::Admin],
-                ),
-            )?;
-            let user = users::mark_email_verified(conn, user.user_id())?.unwrap_or(user);
-            bus::outbox::enqueue(
-                conn,
-                UserRegistered {
-                    user_id: user.id,
-                    email: user.email.clone(),
-                    display_name: user.display_name.clone(),
-                    roles: user.roles(),
-                    kind: UserKind::Admin,
-                },
+                )
+                .verified(),
+                UserKind::Admin,
             )?;
             Ok(user)
         })?;

@@ -6,6 +6,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod pagination;
 pub mod problem;
+pub mod respond;
 pub mod server;
 
 use actix_web::web;

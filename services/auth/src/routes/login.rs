@@ -1,5 +1,5 @@
-use super::respond;
 use crate::error::{Error, Result};
+use crate::http;
 use crate::state::AppState;
 use crate::store::{sessions, throttle, users};
 use actix_web::http::StatusCode;
@@ -78,7 +78,7 @@ pub async fn login(
     if body.password.is_empty() || body.password.chars().count() > domain::Password::MAX_CHARS {
         return Err(Problem::invalid_field("password", "must be 1 to 128 characters").into());
     }
-    let ip = respond::client_ip(&state, &req);
+    let ip = http::client_ip(&state, &req);
     let keys = throttle_keys(&state, &email, &ip);
     let window = state.throttle_window();
     let lookup = email.as_str().to_string();
@@ -116,7 +116,7 @@ pub async fn login(
         .into());
     }
 
-    let client = respond::client(&state, &req);
+    let client = http::client(&state, &req);
     let absolute = state.absolute_timeout();
     let account_key = keys[0].0.clone();
     let user_id = user.user_id();
@@ -126,5 +126,5 @@ pub async fn login(
         sessions::open(conn, user_id, absolute, &client).map_err(Error::from)
     })
     .await?;
-    respond::tokens(&state, StatusCode::OK, &user, &session, &refresh)
+    http::tokens(&state, StatusCode::OK, &user, &session, &refresh)
 }

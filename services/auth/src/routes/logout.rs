@@ -1,19 +1,20 @@
-use super::respond;
 use crate::error::{Error, Result};
+use crate::http;
 use crate::state::AppState;
 use crate::store::sessions;
 use actix_web::{web, HttpRequest, HttpResponse};
 use authn::Caller;
 use platform::db;
+use platform::http::respond::no_content;
 use platform::Problem;
 
 /// `POST /logout`: ends the session of the bearer token, or else of the
 /// refresh cookie, and clears the cookie.
 pub async fn logout(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
-    respond::refuse_cross_site(&state, &req)?;
+    http::refuse_cross_site(&state, &req)?;
     let session_id = match Caller::optional(&req).await? {
         Some(caller) => Some(caller.session_id),
-        None => match respond::presented_refresh(&req) {
+        None => match http::presented_refresh(&req) {
             Some(presented) => {
                 db::run(&state.pool, move |conn| {
                     sessions::find_by_refresh(conn, &presented).map_err(Error::from)
@@ -34,20 +35,20 @@ pub async fn logout(state: web::Data<AppState>, req: HttpRequest) -> Result<Http
         })
         .await?;
     }
-    let mut response = respond::no_content();
-    let _ = response.add_cookie(&respond::cleared_cookie(&state));
+    let mut response = no_content();
+    let _ = response.add_cookie(&http::cleared_cookie(&state));
     Ok(response)
 }
 
 /// `POST /logout-all`: ends every session of the caller.
 pub async fn logout_all(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse> {
-    respond::live_session(&state, &caller).await?;
+    http::live_session(&state, &caller).await?;
     let user_id = caller.user_id;
     db::run(&state.pool, move |conn| {
         sessions::revoke_all(conn, user_id, None, "logout_all").map_err(Error::from)
     })
     .await?;
-    let mut response = respond::no_content();
-    let _ = response.add_cookie(&respond::cleared_cookie(&state));
+    let mut response = no_content();
+    let _ = response.add_cookie(&http::cleared_cookie(&state));
     Ok(response)
 }

@@ -6,7 +6,6 @@ mod logout;
 mod password;
 mod refresh;
 mod register;
-mod respond;
 mod sessions;
 mod verify_email;
 mod visitors;

@@ -1,7 +1,7 @@
 use super::login::{ensure_not_throttled, record_failures, throttle_keys};
-use super::respond;
 use crate::domain::secret::Secret;
 use crate::error::{Error, Result};
+use crate::http;
 use crate::state::AppState;
 use crate::store::email_tokens::{self, Purpose};
 use crate::store::{sessions, users};
@@ -12,6 +12,7 @@ use domain::messages::{EmailJob, EmailTemplate};
 use domain::{Email, Password};
 use platform::db;
 use platform::http::extract::Json;
+use platform::http::respond::no_content;
 use platform::Problem;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -34,7 +35,7 @@ pub async fn change(
     let body = body.into_inner();
     let new_password = Password::parse(&body.new_password)
         .map_err(|e| Problem::invalid_field("new_password", e.to_string()))?;
-    respond::live_session(&state, &caller).await?;
+    http::live_session(&state, &caller).await?;
     let user_id = caller.user_id;
     let user = db::run(&state.pool, move |conn| {
         users::find(conn, user_id).map_err(Error::from)
@@ -46,7 +47,7 @@ pub async fn change(
         .as_deref()
         .and_then(|e| Email::parse(e).ok())
         .ok_or_else(|| Problem::forbidden("this account has no password to change"))?;
-    let keys = throttle_keys(&state, &email, &respond::client_ip(&state, &req));
+    let keys = throttle_keys(&state, &email, &http::client_ip(&state, &req));
     ensure_not_throttled(&state, &keys).await?;
     if !state
         .hasher
@@ -67,7 +68,7 @@ pub async fn change(
         .map_err(Error::from)
     })
     .await?;
-    Ok(respond::no_content())
+    Ok(no_content())
 }
 
 #[derive(Deserialize)]
@@ -151,7 +152,7 @@ pub async fn reset(state: web::Data<AppState>, body: Json<ResetBody>) -> Result<
     })
     .await?;
     if reset {
-        Ok(respond::no_content())
+        Ok(no_content())
     } else {
         Err(Problem::invalid_field("token", "is invalid, expired or already used").into())
     }

@@ -1,5 +1,5 @@
-use super::respond;
 use crate::error::{Error, Result};
+use crate::http;
 use crate::state::AppState;
 use crate::store::sessions::{self, Rotation};
 use actix_web::http::StatusCode;
@@ -16,15 +16,15 @@ fn rejected(state: &AppState, detail: &str) -> HttpResponse {
     )
     .detail(detail)
     .to_response();
-    let _ = response.add_cookie(&respond::cleared_cookie(state));
+    let _ = response.add_cookie(&http::cleared_cookie(state));
     response
 }
 
 /// `POST /refresh`: rotates the refresh cookie and issues a new access token
 /// with the user's current roles.
 pub async fn refresh(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
-    respond::refuse_cross_site(&state, &req)?;
-    let Some(presented) = respond::presented_refresh(&req) else {
+    http::refuse_cross_site(&state, &req)?;
+    let Some(presented) = http::presented_refresh(&req) else {
         return Ok(rejected(&state, "no refresh token cookie"));
     };
     let idle = state.idle_timeout();
@@ -35,7 +35,7 @@ pub async fn refresh(state: web::Data<AppState>, req: HttpRequest) -> Result<Htt
     .await?;
     match rotation {
         Rotation::Rotated(r) => {
-            respond::tokens(&state, StatusCode::OK, &r.user, &r.session, &r.secret)
+            http::tokens(&state, StatusCode::OK, &r.user, &r.session, &r.secret)
         }
         Rotation::Reused => {
             tracing::warn!("refresh token reuse detected; session revoked");

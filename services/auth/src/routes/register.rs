@@ -1,10 +1,11 @@
 use crate::error::{Error, Result};
+use crate::signup::create_user;
 use crate::state::AppState;
 use crate::store::email_tokens::{self, Purpose};
-use crate::store::users::{self, NewUser};
+use crate::store::users::NewUser;
 use actix_web::{web, HttpResponse};
 use diesel::Connection;
-use domain::messages::{EmailJob, EmailTemplate, UserKind, UserRegistered};
+use domain::messages::{EmailJob, EmailTemplate, UserKind};
 use domain::{DisplayName, Email, Password, Role};
 use platform::db::{self, DbError};
 use platform::http::extract::Json;
@@ -60,7 +61,7 @@ pub async fn register(
     let hash = state.hasher.hash(&registration.password).await?;
     let user = db::run(&state.pool, move |conn| {
         conn.transaction(|conn| {
-            let user = users::insert(
+            let user = create_user(
                 conn,
                 NewUser::new(
                     Some(registration.email.as_str().to_string()),
@@ -68,16 +69,7 @@ pub async fn register(
                     Some(hash),
                     &[Role::User],
                 ),
-            )?;
-            bus::outbox::enqueue(
-                conn,
-                UserRegistered {
-                    user_id: user.id,
-                    email: user.email.clone(),
-                    display_name: user.display_name.clone(),
-                    roles: user.roles(),
-                    kind: UserKind::Registered,
-                },
+                UserKind::Registered,
             )?;
             let token = email_tokens::create(conn, user.user_id(), Purpose::VerifyEmail)?;
             bus::outbox::enqueue(

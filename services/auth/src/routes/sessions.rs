@@ -1,5 +1,5 @@
-use super::respond;
 use crate::error::{Error, Result};
+use crate::http;
 use crate::state::AppState;
 use crate::store::sessions::{self, SessionRow};
 use actix_web::{web, HttpResponse};
@@ -9,6 +9,7 @@ use domain::SessionId;
 use platform::db;
 use platform::http::extract::Query;
 use platform::http::pagination::{Page, PageRequest};
+use platform::http::respond::no_content;
 use platform::Problem;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -77,7 +78,7 @@ pub async fn list(
         || rows.len() as i64 > limit
         || !rows.iter().any(|r| r.id == session_id.as_uuid())
     {
-        respond::live_session(&state, &caller).await?;
+        http::live_session(&state, &caller).await?;
     }
     let page =
         Page::from_rows(&request, rows, |row| row.id).map(|row| SessionView::new(row, session_id));
@@ -92,7 +93,7 @@ pub async fn revoke(
     caller: Caller,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse> {
-    respond::live_session(&state, &caller).await?;
+    http::live_session(&state, &caller).await?;
     let target = SessionId(path.into_inner());
     let user_id = caller.user_id;
     let revoked = db::run(&state.pool, move |conn| {
@@ -106,7 +107,7 @@ pub async fn revoke(
     })
     .await?;
     if revoked {
-        Ok(respond::no_content())
+        Ok(no_content())
     } else {
         Err(Problem::not_found("no such session").into())
     }

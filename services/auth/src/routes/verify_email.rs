@@ -1,4 +1,3 @@
-use super::respond;
 use crate::domain::secret::Secret;
 use crate::error::{Error, Result};
 use crate::state::AppState;
@@ -9,6 +8,7 @@ use diesel::Connection;
 use domain::messages::UserEmailVerified;
 use platform::db;
 use platform::http::extract::Json;
+use platform::http::respond::no_content;
 use platform::Problem;
 use serde::Deserialize;
 
@@ -49,7 +49,7 @@ pub async fn verify(state: web::Data<AppState>, body: Json<VerifyBody>) -> Resul
     .await?;
     if verified {
         state.relay.wake();
-        Ok(respond::no_content())
+        Ok(no_content())
     } else {
         Err(Problem::invalid_field("token", "is invalid, expired or already used").into())
     }

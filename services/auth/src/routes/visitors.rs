@@ -1,12 +1,13 @@
-use super::respond;
 use crate::error::{Error, Result};
+use crate::http;
+use crate::signup::create_user;
 use crate::state::AppState;
 use crate::store::sessions;
-use crate::store::users::{self, NewUser};
+use crate::store::users::NewUser;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use diesel::Connection;
-use domain::messages::{UserKind, UserRegistered};
+use domain::messages::UserKind;
 use domain::{DisplayName, Role};
 use platform::db;
 use platform::http::extract::OptionalJson;
@@ -32,11 +33,11 @@ pub async fn create_visitor(
             .map_err(|e| Problem::invalid_field("display_name", e.to_string()))?,
         None => DisplayName::parse("Visitor").map_err(|e| anyhow::anyhow!(e))?,
     };
-    let client = respond::client(&state, &req);
+    let client = http::client(&state, &req);
     let absolute = state.absolute_timeout();
     let (user, session, refresh) = db::run(&state.pool, move |conn| {
         conn.transaction(|conn| {
-            let user = users::insert(
+            let user = create_user(
                 conn,
                 NewUser::new(
                     None,
@@ -44,16 +45,7 @@ pub async fn create_visitor(
                     None,
                     &[Role::Visitor],
                 ),
-            )?;
-            bus::outbox::enqueue(
-                conn,
-                UserRegistered {
-                    user_id: user.id,
-                    email: None,
-                    display_name: user.display_name.clone(),
-                    roles: user.roles(),
-                    kind: UserKind::Visitor,
-                },
+                UserKind::Visitor,
             )?;
             let (session, refresh) = sessions::open(conn, user.user_id(), absolute, &client)?;
             Ok::<_, diesel::result::Error>((user, session, refresh))
@@ -62,5 +54,5 @@ pub async fn create_visitor(
     })
     .await?;
     state.relay.wake();
-    respond::tokens(&state, StatusCode::CREATED, &user, &session, &refresh)
+    http::tokens(&state, StatusCode::CREATED, &user, &session, &refresh)
 }

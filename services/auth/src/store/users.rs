@@ -65,6 +65,7 @@ pub struct NewUser {
     pub display_name: String,
     pub password_hash: Option<String>,
     pub roles: Vec<Option<String>>,
+    pub email_verified: bool,
 }
 
 impl NewUser {
@@ -80,7 +81,14 @@ impl NewUser {
             display_name,
             password_hash,
             roles: roles.iter().map(|r| Some(r.as_str().to_string())).collect(),
+            email_verified: false,
         }
+    }
+
+    /// For an address known to be the person's (an admin made by an operator).
+    pub fn verified(mut self) -> Self {
+        self.email_verified = true;
+        self
     }
 }
 

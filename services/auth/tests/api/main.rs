@@ -6,6 +6,7 @@
 mod helpers;
 
 mod account_events;
+mod admin;
 mod basics;
 mod faults;
 mod login;

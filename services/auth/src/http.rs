@@ -1,5 +1,6 @@
-//! Pieces several auth routes share: the token answer and refresh cookie,
+//! What several auth routes share: the token answer and refresh cookie,
 //! the client's address, the cross-site check, the live-session check.
+//! Routes import this, never one another.
 
 use crate::domain::secret::Secret;
 use crate::error::{Error, Result};
@@ -29,7 +30,7 @@ fn refresh_cookie(state: &AppState, value: String, max_age_secs: i64) -> Cookie<
         .http_only(true)
         .secure(state.config.cookie_secure)
         .same_site(SameSite::Strict)
-        .path(super::PREFIX)
+        .path(crate::routes::PREFIX)
         .max_age(time::Duration::seconds(max_age_secs))
         .finish()
 }
@@ -93,25 +94,10 @@ pub fn client(state: &AppState, req: &HttpRequest) -> Client {
     }
 }
 
-/// The caller's address: the peer, or behind a trusted proxy the address the
-/// proxy appended last to `X-Forwarded-For` (earlier entries are the client's
-/// own claims).
+/// The caller's address (`TRUST_FORWARDED_FOR` decides whether a proxy's
+/// `X-Forwarded-For` counts).
 pub fn client_ip(state: &AppState, req: &HttpRequest) -> String {
-    if state.config.trust_forwarded_for {
-        let forwarded = req
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .map(str::trim)
-            .filter(|v| !v.is_empty());
-        if let Some(ip) = forwarded {
-            return ip.to_string();
-        }
-    }
-    req.peer_addr()
-        .map(|addr| addr.ip().to_string())
-        .unwrap_or_else(|| "unknown".to_string())
+    platform::http::respond::client_ip(req, state.config.trust_forwarded_for)
 }
 
 /// Refuses a cross-site request to a cookie-authenticated route: an `Origin`
@@ -169,10 +155,4 @@ pub async fn live_session(state: &AppState, caller: &Caller) -> Result<SessionRo
         }
         _ => Err(Problem::invalid_token("the session has ended").into()),
     }
-}
-
-pub fn no_content() -> HttpResponse {
-    HttpResponse::NoContent()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .finish()
 }
