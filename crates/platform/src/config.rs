@@ -98,6 +98,7 @@ where
 /// | `AMQP_URL` | `amqp://guest:guest@127.0.0.1:5672/%2f` | RabbitMQ |
 /// | `AMQP_PREFIX` | empty | prefix of every exchange and queue name |
 /// | `RETRY_DELAYS_MS` | `1000,10000,60000,300000` | delays between attempts of a failed message |
+/// | `SHUTDOWN_GRACE_SECS` | `2` | after SIGTERM, how long a replica keeps answering (readiness 503, `Connection: close`) before it refuses new connections |
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct Common {
     #[serde(default = "common_defaults::host")]
@@ -110,6 +111,8 @@ pub struct Common {
     pub amqp_prefix: String,
     #[serde(default = "common_defaults::retry_delays")]
     pub retry_delays_ms: String,
+    #[serde(default = "common_defaults::shutdown_grace")]
+    pub shutdown_grace_secs: u64,
 }
 
 mod common_defaults {
@@ -125,6 +128,11 @@ mod common_defaults {
     pub fn retry_delays() -> String {
         super::DEFAULT_RETRY_DELAYS_MS.into()
     }
+    /// Long enough for a load balancer's next health check to see the 503
+    /// and for keep-alive clients to be told to close.
+    pub fn shutdown_grace() -> u64 {
+        2
+    }
 }
 
 impl Default for Common {
@@ -135,6 +143,7 @@ impl Default for Common {
             amqp_url: common_defaults::amqp_url(),
             amqp_prefix: String::new(),
             retry_delays_ms: common_defaults::retry_delays(),
+            shutdown_grace_secs: common_defaults::shutdown_grace(),
         }
     }
 }
@@ -148,11 +157,16 @@ impl Common {
             &["amqp", "amqps"],
         )?;
         require_range("DATABASE_POOL_SIZE", self.database_pool_size, 1, 1000)?;
+        require_range("SHUTDOWN_GRACE_SECS", self.shutdown_grace_secs, 0, 300)?;
         self.retry_delays().map(|_| ())
     }
 
     pub fn retry_delays(&self) -> Result<Vec<std::time::Duration>, ConfigError> {
         retry_delays("RETRY_DELAYS_MS", &self.retry_delays_ms)
+    }
+
+    pub fn shutdown_grace(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.shutdown_grace_secs)
     }
 }
 

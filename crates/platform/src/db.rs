@@ -7,6 +7,7 @@
 //! only a query that ran and found nothing is `NotFound`; anything else is a
 //! [`DbError::Query`] that the service answers with an opaque 500.
 
+pub mod advisory;
 pub mod batch;
 
 use diesel::pg::PgConnection;

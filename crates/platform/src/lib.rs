@@ -6,6 +6,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod periodic;
 pub mod shutdown;
 pub mod telemetry;
 

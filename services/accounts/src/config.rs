@@ -13,6 +13,7 @@
 //! | `JWT_ISSUER` | `http://localhost/api/auth` | expected `iss` of access tokens |
 //! | `AUTH_JWKS_URL` | `http://127.0.0.1:8001/api/auth/.well-known/jwks.json` | where the verification keys are |
 //! | `RETRY_DELAYS_MS` | `1000,10000,60000,300000` | consumer retry delays |
+//! | `SHUTDOWN_GRACE_SECS` | `2` | after SIGTERM, seconds of answering with `Connection: close` (readiness 503) before new connections are refused |
 //! | `SEARCH_CONCURRENCY` | `4` | directory searches run at once per replica; more wait their turn |
 //! | `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT` | | see `platform::telemetry` |
 

@@ -14,7 +14,6 @@ use platform::db::{self, PgPool};
 use platform::http::health::ApiDocs;
 use platform::http::metrics::Metrics;
 use platform::http::server::{self, HttpSpec, Running};
-use platform::Shutdown;
 use secrecy::ExposeSecret;
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -70,17 +69,16 @@ impl Application {
                 openapi_json: OPENAPI,
             },
             metrics: Metrics::new(crate::SERVICE)?,
+            shutdown_grace: config.common.shutdown_grace(),
         };
         let listener = TcpListener::bind((config.common.host.as_str(), config.port))?;
-        let port = listener.local_addr()?.port();
-        let server = server::serve(listener, spec, move |cfg| {
+        let mut running = server::serve(listener, spec, move |cfg| {
             cfg.app_data(web::Data::new(state.clone()))
                 .app_data(web::Data::new(verifier.clone()))
                 .configure(routes::configure);
         })?;
 
-        let shutdown = Shutdown::new();
-        let mut running = Running::new(port, server, shutdown.clone());
+        let shutdown = running.shutdown();
         running.spawn(relay.run(shutdown.clone()));
         running.spawn(bus::consumer::run(
             broker,

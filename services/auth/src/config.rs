@@ -25,6 +25,7 @@
 //! | `ARGON2_PARALLELISM` | `1` | argon2id lanes |
 //! | `KEY_RELOAD_SECS` | `10` | how often signing keys are re-read from the database |
 //! | `RETRY_DELAYS_MS` | `1000,10000,60000,300000` | consumer retry delays |
+//! | `SHUTDOWN_GRACE_SECS` | `2` | after SIGTERM, seconds of answering with `Connection: close` (readiness 503) before new connections are refused |
 //! | `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT` | | see `platform::telemetry` |
 
 use platform::config::{require_range, require_scheme};

@@ -16,7 +16,7 @@ use platform::db::{self, PgPool};
 use platform::http::health::ApiDocs;
 use platform::http::metrics::Metrics;
 use platform::http::server::{self, HttpSpec, Running};
-use platform::Shutdown;
+use platform::periodic::Periodic;
 use secrecy::ExposeSecret;
 use std::net::TcpListener;
 use std::sync::{Arc, RwLock};
@@ -90,10 +90,10 @@ impl Application {
                 openapi_json: OPENAPI,
             },
             metrics: Metrics::new(crate::SERVICE)?,
+            shutdown_grace: config.common.shutdown_grace(),
         };
         let listener = TcpListener::bind((config.common.host.as_str(), config.port))?;
-        let port = listener.local_addr()?.port();
-        let server = {
+        let mut running = {
             let state = state.clone();
             server::serve(listener, spec, move |cfg| {
                 cfg.app_data(web::Data::new(state.clone()))
@@ -102,8 +102,7 @@ impl Application {
             })?
         };
 
-        let shutdown = Shutdown::new();
-        let mut running = Running::new(port, server, shutdown.clone());
+        let shutdown = running.shutdown();
         let consumer_spec = AccountEvents::spec(config.retry_delays()?);
         running.spawn(relay.run(shutdown.clone()));
         running.spawn(bus::consumer::run(
@@ -112,12 +111,13 @@ impl Application {
             Arc::new(AccountEvents::handler(pool.clone())),
             shutdown.clone(),
         ));
-        running.spawn(reload_keys(
-            state,
-            verification_keys,
+        let reload = Periodic::every(
+            "signing key reload",
             Duration::from_secs(config.key_reload_secs),
-            shutdown,
-        ));
+        );
+        running.spawn(reload.run(shutdown, move || {
+            reload_keys(state.clone(), verification_keys.clone())
+        }));
         Ok(Self(running))
     }
 
@@ -136,37 +136,22 @@ impl Application {
     }
 }
 
-/// Picks up keys rotated by `auth rotate-keys` (or another replica).
-async fn reload_keys(
-    state: AppState,
-    verification: StaticKeys,
-    every: Duration,
-    shutdown: Shutdown,
-) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = shutdown.wait() => return,
-        }
-        let pool = state.pool.clone();
-        let loaded = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let mut conn = pool.get()?;
-            Ok(crate::store::keys::load(&mut conn)?)
-        })
-        .await;
-        match loaded {
-            Ok(Ok(stored)) if !stored.is_empty() => match Keyring::from_stored(&stored) {
-                Ok(keyring) => {
-                    verification.replace(keyring.jwks());
-                    if let Ok(mut current) = state.keyring.write() {
-                        *current = keyring;
-                    }
+/// Picks up keys rotated by `auth rotate-keys` (or another replica): one
+/// tick of the reload loop.
+async fn reload_keys(state: AppState, verification: StaticKeys) {
+    let pool = state.pool.clone();
+    let loaded = db::read(&pool, crate::store::keys::load).await;
+    match loaded {
+        Ok(stored) if !stored.is_empty() => match Keyring::from_stored(&stored) {
+            Ok(keyring) => {
+                verification.replace(keyring.jwks());
+                if let Ok(mut current) = state.keyring.write() {
+                    *current = keyring;
                 }
-                Err(err) => tracing::error!(error = %err, "stored signing keys are unusable"),
-            },
-            Ok(Ok(_)) => tracing::error!("no signing keys in the database"),
-            Ok(Err(err)) => tracing::warn!(error = %err, "could not reload signing keys"),
-            Err(err) => tracing::warn!(error = %err, "key reload task failed"),
-        }
+            }
+            Err(err) => tracing::error!(error = %err, "stored signing keys are unusable"),
+        },
+        Ok(_) => tracing::error!("no signing keys in the database"),
+        Err(err) => tracing::warn!(error = %err, "could not reload signing keys"),
     }
 }

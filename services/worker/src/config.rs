@@ -11,6 +11,7 @@
 //! | `AMQP_URL` | `amqp://guest:guest@127.0.0.1:5672/%2f` | RabbitMQ |
 //! | `AMQP_PREFIX` | empty | prefix of every exchange and queue name |
 //! | `RETRY_DELAYS_MS` | `1000,10000,60000,300000` | delays between attempts of a failed job |
+//! | `SHUTDOWN_GRACE_SECS` | `2` | after SIGTERM, seconds of answering with `Connection: close` (readiness 503) before new connections are refused |
 //! | `EMAIL_TRANSPORT` | `file` | `file` (writes `.eml` files) or `smtp` |
 //! | `EMAIL_OUTBOX_DIR` | `var/mail` | folder of the `file` transport |
 //! | `SMTP_URL` | `smtp://127.0.0.1:1025` | lettre URL: `smtp://` (add `?tls=required` or `?tls=opportunistic` for STARTTLS), `smtps://` for implicit TLS, credentials as `user:password@` |

@@ -9,7 +9,6 @@ use platform::db::{self, PgPool};
 use platform::http::health::ApiDocs;
 use platform::http::metrics::Metrics;
 use platform::http::server::{self, HttpSpec, Running};
-use platform::Shutdown;
 use secrecy::ExposeSecret;
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -73,13 +72,12 @@ impl Application {
                 openapi_json: OPENAPI,
             },
             metrics,
+            shutdown_grace: config.common.shutdown_grace(),
         };
         let listener = TcpListener::bind((config.common.host.as_str(), config.port))?;
-        let port = listener.local_addr()?.port();
-        let server = server::serve(listener, spec, |_| {})?;
+        let mut running = server::serve(listener, spec, |_| {})?;
 
-        let shutdown = Shutdown::new();
-        let mut running = Running::new(port, server, shutdown.clone());
+        let shutdown = running.shutdown();
         // One line per queue this worker consumes.
         running.spawn(bus::consumer::run(
             broker,

@@ -144,7 +144,16 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
+async fn readyz(
+    readiness: web::Data<Readiness>,
+    lifecycle: Option<web::Data<super::lifecycle::Lifecycle>>,
+) -> HttpResponse {
+    // A replica on its way down takes no new traffic, whatever its
+    // dependencies say.
+    if lifecycle.is_some_and(|l| l.is_draining()) {
+        return HttpResponse::ServiceUnavailable()
+            .json(json!({"status": "draining", "checks": {}}));
+    }
     let (ready, checks) = readiness.run().await;
     if ready {
         HttpResponse::Ok().json(json!({"status": "ready", "checks": checks}))

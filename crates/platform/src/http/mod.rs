@@ -2,6 +2,7 @@
 
 pub mod extract;
 pub mod health;
+pub mod lifecycle;
 pub mod metrics;
 pub mod middleware;
 pub mod pagination;

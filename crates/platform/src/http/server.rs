@@ -1,8 +1,10 @@
 //! The HTTP server every service runs, and the lifecycle around it: the
-//! same middleware, extractor settings, health, metrics and docs routes, and
-//! background tasks that stop after the server has drained.
+//! same middleware, extractor settings, health, metrics and docs routes, the
+//! way down of [`super::lifecycle`], and background tasks that stop after
+//! the server has drained.
 
 use super::health::{self, ApiDocs, Readiness};
+use super::lifecycle::{self, Lifecycle};
 use super::metrics::Metrics;
 use crate::Shutdown;
 use actix_web::dev::{Server, ServerHandle};
@@ -18,28 +20,50 @@ pub struct HttpSpec {
     pub readiness: Readiness,
     pub docs: ApiDocs,
     pub metrics: Metrics,
+    /// After SIGTERM, how long to keep answering (draining) before new
+    /// connections are refused (`SHUTDOWN_GRACE_SECS`).
+    pub shutdown_grace: Duration,
 }
 
+/// Longest wait for long-lived connections to close after being told to.
+const LONG_LIVED_CLOSE_LIMIT: Duration = Duration::from_secs(10);
+
 /// Starts serving on `listener`; `configure` adds the service's own app data
-/// and routes.
-pub fn serve<F>(listener: TcpListener, spec: HttpSpec, configure: F) -> std::io::Result<Server>
+/// and routes. Signals are the service's own (see [`Running::run_until_stopped`]).
+pub fn serve<F>(listener: TcpListener, spec: HttpSpec, configure: F) -> std::io::Result<Running>
 where
     F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
 {
-    let server = HttpServer::new(move || {
-        let spec = spec.clone();
-        App::new()
-            .wrap(from_fn(super::middleware::request_telemetry))
-            .app_data(web::Data::new(spec.metrics.clone()))
-            .configure(super::configure_extractors)
-            .configure(|cfg| health::mount(cfg, spec.prefix, spec.readiness.clone(), spec.docs))
-            .configure(configure.clone())
-            .default_service(web::to(super::problem::not_found))
+    let port = listener.local_addr()?.port();
+    let lifecycle = Lifecycle::default();
+    let grace = spec.shutdown_grace;
+    let server = {
+        let lifecycle = lifecycle.clone();
+        HttpServer::new(move || {
+            let spec = spec.clone();
+            App::new()
+                .wrap(from_fn(lifecycle::close_connections_while_draining))
+                .wrap(from_fn(super::middleware::request_telemetry))
+                .app_data(web::Data::new(spec.metrics.clone()))
+                .app_data(web::Data::new(lifecycle.clone()))
+                .configure(super::configure_extractors)
+                .configure(|cfg| health::mount(cfg, spec.prefix, spec.readiness.clone(), spec.docs))
+                .configure(configure.clone())
+                .default_service(web::to(super::problem::not_found))
+        })
+        .listen(listener)?
+        .disable_signals()
+        .shutdown_timeout(30)
+        .run()
+    };
+    Ok(Running {
+        port,
+        server,
+        background: Vec::new(),
+        shutdown: Shutdown::new(),
+        lifecycle,
+        grace,
     })
-    .listen(listener)?
-    .shutdown_timeout(30)
-    .run();
-    Ok(server)
 }
 
 /// A running service: its HTTP server and background tasks.
@@ -48,16 +72,18 @@ pub struct Running {
     server: Server,
     background: Vec<tokio::task::JoinHandle<()>>,
     shutdown: Shutdown,
+    lifecycle: Lifecycle,
+    grace: Duration,
 }
 
 impl Running {
-    pub fn new(port: u16, server: Server, shutdown: Shutdown) -> Self {
-        Self {
-            port,
-            server,
-            background: Vec::new(),
-            shutdown,
-        }
+    /// The signal background tasks stop on (after the server has drained).
+    pub fn shutdown(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    pub fn lifecycle(&self) -> Lifecycle {
+        self.lifecycle.clone()
     }
 
     /// Runs `task` until the service stops; it should watch the shutdown
@@ -77,12 +103,43 @@ impl Running {
         self.server.handle()
     }
 
-    /// Serves until SIGTERM or Ctrl-C (actix drains in-flight requests),
-    /// then signals the background tasks and waits for them to finish.
+    /// Serves until SIGTERM or Ctrl-C, or until the server is stopped
+    /// through its handle (tests). On a signal: drain (readiness 503,
+    /// `Connection: close` on every answer), tell long-lived connections to
+    /// go away and wait for them, keep answering for the grace period, then
+    /// stop accepting and finish the requests in flight. Background tasks
+    /// are signalled last and given 30 s.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let result = self.server.await;
-        self.shutdown.trigger();
-        for task in self.background {
+        let Running {
+            server,
+            background,
+            shutdown,
+            lifecycle,
+            grace,
+            ..
+        } = self;
+        let handle = server.handle();
+        // The way down runs beside the server, which must keep being polled
+        // to drain and to act on the stop.
+        let way_down = async {
+            lifecycle::terminate_signal().await;
+            tracing::info!(
+                grace_ms = grace.as_millis() as u64,
+                "shutting down: draining"
+            );
+            lifecycle.drain();
+            lifecycle.long_lived_closed(LONG_LIVED_CLOSE_LIMIT).await;
+            tokio::time::sleep(grace).await;
+            tracing::info!("shutting down: refusing new connections, finishing requests in flight");
+            handle.stop(true).await;
+            std::future::pending::<()>().await;
+        };
+        let result = tokio::select! {
+            result = server => result,
+            _ = way_down => Ok(()),
+        };
+        shutdown.trigger();
+        for task in background {
             let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
         }
         result

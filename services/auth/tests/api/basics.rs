@@ -174,12 +174,18 @@ fn bus_tables_match_the_bus_crate() {
     testkit::checks::migration_includes_bus_tables(env!("CARGO_MANIFEST_DIR"));
 }
 
-#[tokio::test]
-async fn sigterm_drains_and_exits_zero() {
+/// SIGTERM under load: every request that a kept-alive connection carries
+/// to the server gets its answer (during the drain with `Connection:
+/// close`, so the client moves off), readiness says draining, and the
+/// binary exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_answers_every_request_already_received_and_exits_zero() {
+    use std::time::Duration;
+
     let db = fresh_database();
     let bus = testkit::TestBus::new();
     bus.track_consumer(&auth::consumers::AccountEvents::spec(vec![
-        std::time::Duration::from_millis(50),
+        Duration::from_millis(50),
     ]));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -187,28 +193,83 @@ async fn sigterm_drains_and_exits_zero() {
     let mut child = auth_binary()
         .env("DATABASE_URL", db.url())
         .env("AMQP_PREFIX", bus.prefix())
+        .env("HOST", "127.0.0.1")
         .env("PORT", port.to_string())
         .env("RETRY_DELAYS_MS", "50")
+        .env("LOGIN_MAX_FAILURES", "1000")
+        .env("LOGIN_IP_MAX_FAILURES", "100000")
+        .env("SHUTDOWN_GRACE_SECS", "1")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let client = reqwest::Client::new();
-    let ready = testkit::eventually(std::time::Duration::from_secs(20), || async {
-        let response = client
-            .get(format!("http://127.0.0.1:{port}/api/auth/readyz"))
-            .send()
-            .await
-            .ok()?;
+    let base = format!("http://127.0.0.1:{port}/api/auth");
+    let probe = reqwest::Client::new();
+    let ready = testkit::eventually(Duration::from_secs(20), || async {
+        let response = probe.get(format!("{base}/readyz")).send().await.ok()?;
         response.status().is_success().then_some(())
     })
     .await;
     assert!(ready.is_some(), "the binary did not become ready");
+
+    // Each client keeps one connection alive and sends logins (an argon2id
+    // hash each, so requests are in flight when the signal lands) until an
+    // answer tells it to close the connection. A request that fails before
+    // then was carried to the server and dropped.
+    let mut clients = Vec::new();
+    for n in 0..8 {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(1)
+            .build()
+            .unwrap();
+        client.get(format!("{base}/healthz")).send().await.unwrap();
+        let url = format!("{base}/login");
+        clients.push(tokio::spawn(async move {
+            let mut answered = 0;
+            loop {
+                let outcome = client
+                    .post(&url)
+                    .json(&serde_json::json!({
+                        "email": format!("nobody{n}@example.com"),
+                        "password": "wrong password",
+                    }))
+                    .send()
+                    .await;
+                let response = match outcome {
+                    Ok(response) => response,
+                    Err(err) => return Err(format!("after {answered} answers: {err}")),
+                };
+                assert_eq!(response.status(), 401);
+                answered += 1;
+                let closing = response
+                    .headers()
+                    .get("connection")
+                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+                if closing {
+                    return Ok(answered);
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
+    let draining = testkit::eventually(Duration::from_secs(1), || async {
+        let response = probe.get(format!("{base}/readyz")).send().await.ok()?;
+        (response.status() == 503).then_some(())
+    })
+    .await;
+    assert!(
+        draining.is_some(),
+        "readiness did not turn 503 while draining"
+    );
+    for client in clients {
+        let answered = client.await.unwrap();
+        assert!(answered.is_ok(), "a request was dropped: {answered:?}");
+    }
     let status = tokio::task::spawn_blocking(move || child.wait())
         .await
         .unwrap()
