@@ -9,7 +9,7 @@
 use crate::broker::{Backoff, Broker};
 use crate::headers::{self, StringHeaders};
 use crate::publisher::{OutgoingMessage, Publisher};
-use crate::topology;
+use crate::topology::{self, Exchange, QueueKind};
 use domain::messages::Envelope;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
@@ -132,8 +132,12 @@ impl std::fmt::Debug for ConsumerMetrics {
 pub struct ConsumerSpec {
     /// Logical queue name (prefixed on the broker by `Names`).
     pub queue: String,
+    /// A work queue shared by the replicas, or a queue per replica.
+    pub kind: QueueKind,
     /// `(logical exchange, routing key)` pairs the queue is bound to.
     pub bindings: Vec<(String, String)>,
+    /// Exchanges of the service's own that the bindings use.
+    pub exchanges: Vec<Exchange>,
     pub prefetch: u16,
     /// Handler calls running at once (at most `prefetch`).
     pub concurrency: usize,
@@ -147,10 +151,13 @@ pub struct ConsumerSpec {
 }
 
 impl ConsumerSpec {
+    /// A durable work queue: each message handled once by some replica.
     pub fn new(queue: impl Into<String>) -> Self {
         Self {
             queue: queue.into(),
+            kind: QueueKind::Work,
             bindings: Vec::new(),
+            exchanges: Vec::new(),
             prefetch: 16,
             concurrency: 16,
             batch: 1,
@@ -161,6 +168,36 @@ impl ConsumerSpec {
                 Duration::from_secs(60),
                 Duration::from_secs(300),
             ],
+        }
+    }
+
+    /// A fan-out queue of this replica's own (`replica` tells the replicas
+    /// apart; a uuid per process): every replica gets every message, at
+    /// most once, and the queue goes with the replica.
+    pub fn per_replica(queue: impl Into<String>, replica: impl Into<String>) -> Self {
+        Self {
+            kind: QueueKind::PerReplica {
+                replica: replica.into(),
+            },
+            retry_delays: Vec::new(),
+            ..Self::new(queue)
+        }
+    }
+
+    /// Declares an exchange of the service's own before binding to it.
+    pub fn exchange(mut self, name: &str, kind: lapin::ExchangeKind) -> Self {
+        self.exchanges.push(Exchange {
+            name: name.to_string(),
+            kind,
+        });
+        self
+    }
+
+    /// The queue's name on the broker.
+    pub fn physical_queue(&self, names: &topology::Names) -> String {
+        match &self.kind {
+            QueueKind::Work => names.physical(&self.queue),
+            QueueKind::PerReplica { replica } => names.replica_queue(&self.queue, replica),
         }
     }
 
@@ -199,7 +236,7 @@ impl ConsumerSpec {
         self.retry_delays.len() as u32 + 1
     }
 
-    fn delays_ms(&self) -> Vec<u64> {
+    pub(crate) fn delays_ms(&self) -> Vec<u64> {
         self.retry_delays
             .iter()
             .map(|d| d.as_millis().max(1) as u64)
@@ -246,22 +283,7 @@ async fn consume_while_connected<H: Handler>(
     let connection = broker.connect().await?;
     let channel = connection.create_channel().await?;
     let publisher = Publisher::open(&connection).await?;
-    topology::declare_publishing(&channel, names).await?;
-    let queue = names.physical(&spec.queue);
-    channel
-        .queue_declare(
-            &queue,
-            lapin::options::QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    for (exchange, key) in &spec.bindings {
-        topology::declare_bound_queue(&channel, names, &spec.queue, exchange, key).await?;
-    }
-    topology::declare_retry_and_dead(&channel, names, &spec.queue, &spec.delays_ms()).await?;
+    let queue = declare_own_queue(&channel, names, spec).await?;
     channel
         .basic_qos(spec.prefetch, BasicQosOptions::default())
         .await?;
@@ -339,6 +361,40 @@ async fn consume_while_connected<H: Handler>(
         let _ = connection.close(200, "shutting down").await;
     }
     outcome
+}
+
+/// Declares what this consumer reads: its work queue (with bindings, delay
+/// and dead queues) or this replica's exclusive queue and its bindings,
+/// anew on every connect. Returns the queue's broker name.
+async fn declare_own_queue(
+    channel: &lapin::Channel,
+    names: &topology::Names,
+    spec: &ConsumerSpec,
+) -> lapin::Result<String> {
+    topology::declare_exchanges(channel, names, &spec.exchanges).await?;
+    let queue = spec.physical_queue(names);
+    match &spec.kind {
+        QueueKind::Work => {
+            let work = topology::WorkQueue {
+                name: spec.queue.clone(),
+                bindings: spec.bindings.clone(),
+                retries_ms: Some(spec.delays_ms()),
+            };
+            topology::declare_work_queue(channel, names, &work).await?;
+        }
+        QueueKind::PerReplica { .. } => {
+            let options = lapin::options::QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            };
+            channel
+                .queue_declare(&queue, options, FieldTable::default())
+                .await?;
+            topology::bind(channel, names, &queue, &spec.bindings).await?;
+        }
+    }
+    Ok(queue)
 }
 
 const REQUEUE: BasicNackOptions = BasicNackOptions {
@@ -526,6 +582,17 @@ impl DeliveryContext {
             ..
         } = message;
         let metrics = self.spec.metrics.as_ref();
+        if self.spec.kind != QueueKind::Work {
+            // At most once: the database is the truth, the message a hint.
+            span.in_scope(|| tracing::warn!(reason = %error, "message dropped (at most once)"));
+            if let Some(metrics) = metrics {
+                metrics.count(&self.spec.queue, "dropped");
+            }
+            if let Err(err) = delivery.ack(BasicAckOptions::default()).await {
+                span.in_scope(|| tracing::warn!(error = %err, "ack failed"));
+            }
+            return;
+        }
         let (outcome, settled) = match error {
             HandlerError::Transient(reason) if attempt < self.spec.max_attempts() => {
                 span.in_scope(|| tracing::warn!(reason = %reason, "handler failed; will retry"));

@@ -18,7 +18,7 @@ pub use broker::{Broker, BrokerLink, BrokerStatus};
 pub use consumer::{ConsumerSpec, Handler, HandlerError, Incoming};
 pub use outbox::{OutboxRelay, RelayHandle};
 pub use publisher::Publisher;
-pub use topology::Names;
+pub use topology::{Names, QueueKind, Topology};
 
 /// Readiness checks of a service with a database and a broker connection.
 pub fn readiness(

@@ -14,7 +14,7 @@ use crate::broker::{Backoff, Broker};
 use crate::headers::StringHeaders;
 use crate::publisher::{OutgoingMessage, PendingConfirm, Publisher};
 use crate::schema::outbox;
-use crate::topology::{self, EVENTS, JOBS};
+use crate::topology::{Topology, EVENTS, JOBS};
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
@@ -192,6 +192,8 @@ const BATCHES_IN_FLIGHT: usize = 3;
 pub struct OutboxRelay {
     pool: PgPool,
     broker: Broker,
+    /// The service's queues and bindings, declared on every connect.
+    topology: Topology,
     handle: RelayHandle,
     poll_interval: Duration,
     batch_size: i64,
@@ -207,10 +209,14 @@ enum RelayError {
 }
 
 impl OutboxRelay {
-    pub fn new(pool: PgPool, broker: Broker) -> Self {
+    /// A relay of the outbox in `pool`'s database that declares `topology`
+    /// (the service's own queues, and the job queues it sends to) whenever
+    /// it connects.
+    pub fn new(pool: PgPool, broker: Broker, topology: Topology) -> Self {
         Self {
             pool,
             broker,
+            topology,
             handle: RelayHandle::default(),
             poll_interval: Duration::from_millis(250),
             batch_size: 200,
@@ -257,7 +263,9 @@ impl OutboxRelay {
     ) -> Result<(), lapin::Error> {
         let connection = self.broker.connect().await?;
         let publisher = Publisher::open(&connection).await?;
-        topology::declare_publishing(publisher.channel(), &self.broker.names).await?;
+        self.topology
+            .declare(publisher.channel(), &self.broker.names)
+            .await?;
         link.set(true);
         backoff.reset();
         tracing::info!(broker = %self.broker.redacted_url(), "outbox relay connected");

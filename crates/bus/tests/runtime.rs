@@ -351,7 +351,11 @@ async fn the_relay_publishes_committed_rows_in_order_and_nothing_rolled_back() {
     assert!(rolled_back.is_err());
 
     let broker = Broker::new(bus.url(), bus.names().clone(), "relay-test");
-    let relay = OutboxRelay::new(platform::db::pool(db.url(), 2), broker);
+    let relay = OutboxRelay::new(
+        platform::db::pool(db.url(), 2),
+        broker,
+        bus::Topology::new(),
+    );
     let shutdown = Shutdown::new();
     let task = tokio::spawn(relay.run(shutdown.clone()));
     for user_id in &users {
@@ -376,20 +380,9 @@ async fn queue_backlog(bus: &TestBus, spec: &ConsumerSpec, revisions: &[i64]) ->
     bus.track_consumer(spec);
     let connection = bus.connect().await.unwrap();
     let channel = connection.create_channel().await.unwrap();
-    bus::topology::declare_publishing(&channel, bus.names())
-        .await
-        .unwrap();
-    for (exchange, key) in &spec.bindings {
-        bus::topology::declare_bound_queue(&channel, bus.names(), &spec.queue, exchange, key)
-            .await
-            .unwrap();
-    }
-    let delays: Vec<u64> = spec
-        .retry_delays
-        .iter()
-        .map(|d| d.as_millis() as u64)
-        .collect();
-    bus::topology::declare_retry_and_dead(&channel, bus.names(), &spec.queue, &delays)
+    bus::Topology::new()
+        .consumer(spec)
+        .declare(&channel, bus.names())
         .await
         .unwrap();
     let _ = connection.close(200, "done").await;
@@ -594,7 +587,11 @@ async fn two_relays_side_by_side_publish_each_row_once_in_batches() {
     let relays: Vec<_> = (0..2)
         .map(|n| {
             let broker = Broker::new(bus.url(), bus.names().clone(), format!("relay-{n}"));
-            let relay = OutboxRelay::new(platform::db::pool(db.url(), 4), broker);
+            let relay = OutboxRelay::new(
+                platform::db::pool(db.url(), 4),
+                broker,
+                bus::Topology::new(),
+            );
             tokio::spawn(relay.run(shutdown.clone()))
         })
         .collect();

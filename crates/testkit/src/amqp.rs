@@ -1,11 +1,12 @@
 //! AMQP names of a test's own: a prefix that no other test uses, and the
 //! deletion of what the test declared under it when it ends.
 
-use bus::topology::{Names, EVENTS, EVENT_QUEUES, JOBS, JOB_QUEUES};
+use bus::topology::{Names, Topology, EVENTS, JOBS};
 
 pub struct TestBus {
     names: Names,
     queues: std::sync::Mutex<Vec<String>>,
+    exchanges: std::sync::Mutex<Vec<String>>,
 }
 
 impl Default for TestBus {
@@ -17,18 +18,11 @@ impl Default for TestBus {
 impl TestBus {
     pub fn new() -> Self {
         let prefix = format!("t.{}.", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        let bus = Self {
+        Self {
             names: Names::new(prefix),
             queues: std::sync::Mutex::new(Vec::new()),
-        };
-        for queue in JOB_QUEUES {
-            bus.track_queue(queue);
-            bus.track_queue(&format!("{queue}.dead"));
+            exchanges: std::sync::Mutex::new(vec![EVENTS.to_string(), JOBS.to_string()]),
         }
-        for (queue, _) in EVENT_QUEUES {
-            bus.track_queue(queue);
-        }
-        bus
     }
 
     pub fn names(&self) -> &Names {
@@ -47,6 +41,23 @@ impl TestBus {
     pub fn track_queue(&self, logical: &str) {
         if let Ok(mut queues) = self.queues.lock() {
             queues.push(self.names.physical(logical));
+        }
+    }
+
+    /// Registers what a service's topology declares: its queues (with
+    /// their dead and delay queues) and its exchanges.
+    pub fn track_topology(&self, topology: &Topology) {
+        for queue in topology.queues() {
+            self.track_queue(&queue.name);
+            if let Some(delays) = &queue.retries_ms {
+                self.track_queue(&format!("{}.dead", queue.name));
+                for delay in delays {
+                    self.track_queue(&format!("{}.retry.{delay}ms", queue.name));
+                }
+            }
+        }
+        if let Ok(mut exchanges) = self.exchanges.lock() {
+            exchanges.extend(topology.exchanges().iter().map(|e| e.name.clone()));
         }
     }
 
@@ -70,9 +81,14 @@ impl TestBus {
     }
 }
 
-/// Deletes `queues` (physical names) and the `events` and `jobs` exchanges
-/// under `names`' prefix: what a test, or a bench run, declared.
-pub async fn delete_all(url: String, names: Names, queues: Vec<String>) -> lapin::Result<()> {
+/// Deletes `queues` (physical names) and `exchanges` (logical) under
+/// `names`' prefix: what a test, or a bench run, declared.
+pub async fn delete_all(
+    url: String,
+    names: Names,
+    queues: Vec<String>,
+    exchanges: Vec<String>,
+) -> lapin::Result<()> {
     let connection = bus::Broker::new(url, names.clone(), "testkit-cleanup")
         .connect()
         .await?;
@@ -85,11 +101,11 @@ pub async fn delete_all(url: String, names: Names, queues: Vec<String>) -> lapin
             eprintln!("testkit: delete {queue}: {err}");
         }
     }
-    for exchange in [EVENTS, JOBS] {
+    for exchange in exchanges {
         let channel = connection.create_channel().await?;
         let _ = channel
             .exchange_delete(
-                &names.physical(exchange),
+                &names.physical(&exchange),
                 lapin::options::ExchangeDeleteOptions::default(),
             )
             .await;
@@ -101,6 +117,7 @@ pub async fn delete_all(url: String, names: Names, queues: Vec<String>) -> lapin
 impl Drop for TestBus {
     fn drop(&mut self) {
         let queues = self.queues.lock().map(|q| q.clone()).unwrap_or_default();
+        let exchanges = self.exchanges.lock().map(|e| e.clone()).unwrap_or_default();
         let names = self.names.clone();
         let url = self.url();
         // Drop cannot await; clean up on a thread with a runtime of its own.
@@ -109,7 +126,7 @@ impl Drop for TestBus {
                 .enable_all()
                 .build()
             {
-                if let Err(err) = runtime.block_on(delete_all(url, names, queues)) {
+                if let Err(err) = runtime.block_on(delete_all(url, names, queues, exchanges)) {
                     eprintln!("testkit: could not delete the test's AMQP names: {err}");
                 }
             }
@@ -184,7 +201,7 @@ impl TestBus {
         use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
         let connection = self.connect().await?;
         let channel = connection.create_channel().await?;
-        bus::topology::declare_publishing(&channel, &self.names).await?;
+        Topology::new().declare(&channel, &self.names).await?;
         let queue = channel
             .queue_declare(
                 "",
@@ -271,7 +288,15 @@ impl TestBus {
     ) -> anyhow::Result<()> {
         let connection = self.connect().await?;
         let publisher = bus::Publisher::open(&connection).await?;
-        bus::topology::declare_publishing(publisher.channel(), &self.names).await?;
+        // A job waits in its queue for its worker, as a sending service's
+        // topology makes sure it does.
+        let topology = if exchange == JOBS {
+            Topology::new().job_queue(routing_key)
+        } else {
+            Topology::new()
+        };
+        self.track_topology(&topology);
+        topology.declare(publisher.channel(), &self.names).await?;
         publisher
             .publish(&bus::publisher::OutgoingMessage {
                 exchange: self.names.physical(exchange),
@@ -289,6 +314,32 @@ impl TestBus {
 }
 
 impl TestBus {
+    /// Whether a queue exists, by its broker name. Another connection's
+    /// exclusive queue answers "locked", which means it exists.
+    pub async fn queue_exists(&self, physical: &str) -> bool {
+        let Ok(connection) = self.connect().await else {
+            return false;
+        };
+        let Ok(channel) = connection.create_channel().await else {
+            return false;
+        };
+        let passive = lapin::options::QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let exists = match channel
+            .queue_declare(physical, passive, lapin::types::FieldTable::default())
+            .await
+        {
+            Ok(_) => true,
+            // 405 RESOURCE_LOCKED: exclusive to another connection.
+            Err(lapin::Error::ProtocolError(err)) => err.get_id() == 405,
+            Err(_) => false,
+        };
+        let _ = connection.close(200, "done").await;
+        exists
+    }
+
     /// Messages ready in a logical queue (0 if it does not exist).
     pub async fn count(&self, queue: &str) -> u32 {
         let Ok(connection) = self.connect().await else {

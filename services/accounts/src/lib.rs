@@ -17,3 +17,8 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 /// Advisory-lock key under which this service migrates.
 pub const MIGRATION_LOCK: i64 = 7_270_100;
 pub const SERVICE: &str = "accounts";
+
+/// What accounts declares on the broker: its queue `accounts.events`.
+pub fn topology(retry_delays: Vec<std::time::Duration>) -> bus::Topology {
+    bus::Topology::new().consumer(&consumers::UserEvents::spec(retry_delays))
+}

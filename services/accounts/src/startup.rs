@@ -50,7 +50,11 @@ impl Application {
             bus::Names::new(config.common.amqp_prefix.clone()),
             crate::SERVICE,
         );
-        let relay = OutboxRelay::new(pool.clone(), broker.clone());
+        let relay = OutboxRelay::new(
+            pool.clone(),
+            broker.clone(),
+            crate::topology(config.retry_delays()?),
+        );
         let state = AppState {
             pool: pool.clone(),
             relay: relay.handle(),

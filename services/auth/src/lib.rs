@@ -21,3 +21,11 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 /// Advisory-lock key under which this service migrates.
 pub const MIGRATION_LOCK: i64 = 7_270_000;
 pub const SERVICE: &str = "auth";
+
+/// What auth declares on the broker: its queue `auth.events` and the
+/// `email` job queue it sends to.
+pub fn topology(retry_delays: Vec<std::time::Duration>) -> bus::Topology {
+    bus::Topology::new()
+        .consumer(&consumers::AccountEvents::spec(retry_delays))
+        .sends_jobs::<::domain::messages::EmailJob>()
+}

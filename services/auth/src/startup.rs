@@ -63,7 +63,11 @@ impl Application {
             bus::Names::new(config.common.amqp_prefix.clone()),
             crate::SERVICE,
         );
-        let relay = OutboxRelay::new(pool.clone(), broker.clone());
+        let relay = OutboxRelay::new(
+            pool.clone(),
+            broker.clone(),
+            crate::topology(config.retry_delays()?),
+        );
         let hasher = Hasher::new(
             config.argon2_memory_kib,
             config.argon2_iterations,

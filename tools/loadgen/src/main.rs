@@ -118,6 +118,7 @@ async fn forget(args: &Args) -> anyhow::Result<()> {
         args.text("amqp", "amqp://guest:guest@127.0.0.1:5672/%2f"),
         bus::Names::new(prefix),
         queues,
+        vec![bus::topology::EVENTS.into(), bus::topology::JOBS.into()],
     )
     .await?;
     Ok(())

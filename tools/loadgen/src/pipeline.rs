@@ -115,6 +115,7 @@ pub async fn outbox(args: &Args) -> anyhow::Result<()> {
         .batch(args.get("batch", 32)?)
         .concurrency(handlers);
     names.track_consumer(&spec);
+    let topology = bus::Topology::new().consumer(&spec);
     let consumer = tokio::spawn(bus::consumer::run(
         broker.clone(),
         spec,
@@ -125,7 +126,7 @@ pub async fn outbox(args: &Args) -> anyhow::Result<()> {
         }),
         shutdown.clone(),
     ));
-    let relay = OutboxRelay::new(pool.clone(), broker.clone());
+    let relay = OutboxRelay::new(pool.clone(), broker.clone(), topology);
     let wake = relay.handle();
     // `burst`: writers and relay run together; `prefill`: the events are
     // committed first and the relay started after (the pipeline's own
@@ -290,7 +291,10 @@ pub async fn smtp(args: &Args) -> anyhow::Result<()> {
     );
     let connection = broker.connect().await?;
     let publisher = bus::Publisher::open(&connection).await?;
-    bus::topology::declare_publishing(publisher.channel(), &broker.names).await?;
+    bus::Topology::new()
+        .job_queue("email")
+        .declare(publisher.channel(), &broker.names)
+        .await?;
     let mut published = HashMap::with_capacity(emails);
     let started = Instant::now();
     let mut pending = Vec::with_capacity(256);

@@ -42,14 +42,3 @@ fn bad_configuration_stops_with_one_line_naming_the_variable() {
         testkit::checks::bad_setting_is_one_line(env!("CARGO_BIN_EXE_accounts"), variable, value);
     }
 }
-
-#[test]
-fn the_shared_topology_declares_this_consumers_bindings() {
-    let spec = accounts::consumers::UserEvents::spec(vec![]);
-    let (_, keys) = bus::topology::EVENT_QUEUES
-        .iter()
-        .find(|(queue, _)| *queue == accounts::consumers::QUEUE)
-        .expect("queue listed in bus::topology::EVENT_QUEUES");
-    let bound: Vec<&str> = spec.bindings.iter().map(|(_, key)| key.as_str()).collect();
-    assert_eq!(bound, keys.to_vec());
-}

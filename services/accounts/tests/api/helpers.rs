@@ -62,8 +62,8 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut accounts::config::Config)) -> P
     platform::telemetry::init_for_tests("accounts");
     let bus = TestBus::new();
     let delays = vec![Duration::from_millis(50), Duration::from_millis(100)];
-    bus.track_consumer(&accounts::consumers::UserEvents::spec(delays.clone()));
-    bus.track_consumer(&auth::consumers::AccountEvents::spec(delays));
+    bus.track_topology(&accounts::topology(delays.clone()));
+    bus.track_topology(&auth::topology(delays));
 
     let auth_db = auth_database();
     let mut auth_config = auth::config::Config::defaults().unwrap();

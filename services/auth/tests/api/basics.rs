@@ -184,9 +184,7 @@ async fn sigterm_answers_every_request_already_received_and_exits_zero() {
 
     let db = fresh_database();
     let bus = testkit::TestBus::new();
-    bus.track_consumer(&auth::consumers::AccountEvents::spec(vec![
-        Duration::from_millis(50),
-    ]));
+    bus.track_topology(&auth::topology(vec![Duration::from_millis(50)]));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
@@ -275,15 +273,4 @@ async fn sigterm_answers_every_request_already_received_and_exits_zero() {
         .unwrap()
         .unwrap();
     assert_eq!(status.code(), Some(0));
-}
-
-#[test]
-fn the_shared_topology_declares_this_consumers_bindings() {
-    let spec = auth::consumers::AccountEvents::spec(vec![]);
-    let (_, keys) = bus::topology::EVENT_QUEUES
-        .iter()
-        .find(|(queue, _)| *queue == auth::consumers::QUEUE)
-        .expect("queue listed in bus::topology::EVENT_QUEUES");
-    let bound: Vec<&str> = spec.bindings.iter().map(|(_, key)| key.as_str()).collect();
-    assert_eq!(bound, keys.to_vec());
 }

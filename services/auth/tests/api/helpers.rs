@@ -55,7 +55,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     platform::telemetry::init_for_tests("auth");
     let db = fresh_database();
     let bus = TestBus::new();
-    bus.track_consumer(&auth::consumers::AccountEvents::spec(vec![
+    bus.track_topology(&auth::topology(vec![
         Duration::from_millis(50),
         Duration::from_millis(100),
     ]));

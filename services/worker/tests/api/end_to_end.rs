@@ -26,9 +26,7 @@ async fn the_verification_email_from_auth_arrives_with_a_working_link() {
     auth_config.argon2_memory_kib = 64;
     auth_config.argon2_iterations = 1;
     auth_config.common.retry_delays_ms = "100".into();
-    bus.track_consumer(&auth::consumers::AccountEvents::spec(vec![
-        Duration::from_millis(100),
-    ]));
+    bus.track_topology(&auth::topology(vec![Duration::from_millis(100)]));
     let auth_app = auth::startup::Application::build(auth_config)
         .await
         .unwrap();
