@@ -24,6 +24,10 @@ struct State {
     accepted: Vec<ReceivedMail>,
     data_replies: VecDeque<u16>,
     sessions: usize,
+    /// Hold every message at the end of DATA without answering.
+    stall: bool,
+    /// Messages held so far.
+    stalled: usize,
 }
 
 #[derive(Clone)]
@@ -82,6 +86,19 @@ impl SmtpSink {
         }
     }
 
+    /// While on, the end of DATA gets no answer: a client is left inside
+    /// the SMTP transaction, not knowing whether its message was taken.
+    pub fn stall(&self, on: bool) {
+        if let Ok(mut state) = self.state.lock() {
+            state.stall = on;
+        }
+    }
+
+    /// How many messages reached the end of DATA while stalled.
+    pub fn stalled(&self) -> usize {
+        self.state.lock().map(|s| s.stalled).unwrap_or_default()
+    }
+
     pub fn received(&self) -> Vec<ReceivedMail> {
         self.state
             .lock()
@@ -136,6 +153,26 @@ fn address_in(line: &str) -> String {
                 .to_string()
         })
         .unwrap_or_default()
+}
+
+/// Waits while the sink is stalled; true if the message was held (it is
+/// then never answered: the session ends when the client gives up).
+async fn hold_if_stalled(state: &Arc<Mutex<State>>) -> bool {
+    let held = state
+        .lock()
+        .map(|mut s| {
+            if s.stall {
+                s.stalled += 1;
+            }
+            s.stall
+        })
+        .unwrap_or(false);
+    if held {
+        while state.lock().map(|s| s.stall).unwrap_or(false) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    held
 }
 
 async fn session(
@@ -195,6 +232,9 @@ async fn session(
                         break;
                     }
                     data.push_str(line.strip_prefix('.').unwrap_or(&line));
+                }
+                if hold_if_stalled(&state).await {
+                    return Ok(());
                 }
                 let code = state
                     .lock()

@@ -20,7 +20,6 @@
 //! | `PUBLIC_BASE_URL` | `http://localhost` | base of the links in emails |
 //! | `EMAIL_PREFETCH` | `16` | unacknowledged email jobs held at once |
 //! | `EMAIL_CONCURRENCY` | `8` | email jobs handled at once |
-//! | `EMAIL_SEND_LEASE_SECS` | `120` | how long a started send counts as in progress; after it, an unfinished send is parked as outcome unknown |
 //! | `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT` | | see `platform::telemetry` |
 
 use platform::config::{require_range, require_scheme};
@@ -79,8 +78,6 @@ pub struct Config {
     pub email_prefetch: u16,
     #[serde(default = "defaults::concurrency")]
     pub email_concurrency: usize,
-    #[serde(default = "defaults::send_lease")]
-    pub email_send_lease_secs: u64,
 }
 
 mod defaults {
@@ -99,9 +96,6 @@ mod defaults {
         deserializer: D,
     ) -> Result<super::EmailTransport, D::Error> {
         platform::config::parse_setting(deserializer, "EMAIL_TRANSPORT")
-    }
-    pub fn send_lease() -> u64 {
-        120
     }
     pub fn outbox_dir() -> String {
         "var/mail".into()
@@ -143,12 +137,6 @@ impl Config {
         require_range("EMAIL_PREFETCH", self.email_prefetch, 1, 1000)?;
         require_range("EMAIL_CONCURRENCY", self.email_concurrency, 1, 1000)?;
         self.sender()?;
-        require_range(
-            "EMAIL_SEND_LEASE_SECS",
-            self.email_send_lease_secs,
-            1,
-            86_400,
-        )?;
         Ok(())
     }
 

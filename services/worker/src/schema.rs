@@ -33,6 +33,8 @@ diesel::table! {
         recipient -> Text,
         started_at -> Timestamptz,
         sent_at -> Nullable<Timestamptz>,
+        owner_key -> Nullable<Int8>,
+        send_started_at -> Nullable<Timestamptz>,
     }
 }
 

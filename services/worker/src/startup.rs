@@ -5,6 +5,7 @@ use crate::email::handler::{EmailHandler, EmailMetrics};
 use crate::email::transport::Transport;
 use bus::consumer::ConsumerMetrics;
 use bus::Broker;
+use platform::db::advisory::{self, LockSession};
 use platform::db::{self, PgPool};
 use platform::http::health::ApiDocs;
 use platform::http::metrics::Metrics;
@@ -12,6 +13,7 @@ use platform::http::server::{self, HttpSpec, Running};
 use secrecy::ExposeSecret;
 use std::net::TcpListener;
 use std::sync::Arc;
+use tokio::task::JoinHandle;
 
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
@@ -46,6 +48,37 @@ fn transport(config: &Config) -> anyhow::Result<Transport> {
     }
 }
 
+/// Takes the advisory lock that marks this worker process alive (a random
+/// key its claims carry): free again the moment the process dies.
+async fn hold_liveness_lock(config: &Config) -> anyhow::Result<LockSession> {
+    let mut liveness =
+        LockSession::new(config.database_url.expose_secret(), advisory::random_key());
+    if !liveness.hold().await? {
+        anyhow::bail!("could not take this worker's liveness lock");
+    }
+    Ok(liveness)
+}
+
+/// Keeps the liveness lock held (a restarted database ends its session)
+/// for as long as the consumer runs, in-flight jobs included; the session
+/// closes, and the lock is free, only once the consumer is done.
+async fn keep_liveness_lock(mut liveness: LockSession, consumer: JoinHandle<()>) {
+    let mut consumer = std::pin::pin!(consumer);
+    loop {
+        tokio::select! {
+            _ = &mut consumer => return,
+            _ = tokio::time::sleep(LIVENESS_CHECK) => {
+                if let Err(err) = liveness.hold().await {
+                    tracing::warn!(error = %err, "the liveness lock is lost until the database is back");
+                }
+            }
+        }
+    }
+}
+
+/// How often the liveness lock's session is checked.
+const LIVENESS_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let pool = {
@@ -54,6 +87,7 @@ impl Application {
                 .await??
         };
         let broker = broker(&config);
+        let liveness = hold_liveness_lock(&config).await?;
         let metrics = Metrics::new(crate::SERVICE)?;
         let consumer_metrics = ConsumerMetrics::register(metrics.registry())?;
         let email = EmailHandler {
@@ -62,7 +96,8 @@ impl Application {
             from: config.sender()?,
             base_url: config.public_base_url.clone(),
             metrics: EmailMetrics::register(metrics.registry())?,
-            send_lease: std::time::Duration::from_secs(config.email_send_lease_secs),
+            owner: liveness.key(),
+            sending: Default::default(),
         };
         let spec = HttpSpec {
             prefix: "/api/worker",
@@ -79,7 +114,7 @@ impl Application {
 
         let shutdown = running.shutdown();
         // One line per queue this worker consumes.
-        running.spawn(bus::consumer::run(
+        let consumer = tokio::spawn(bus::consumer::run(
             broker,
             EmailHandler::spec(
                 config.retry_delays()?,
@@ -90,6 +125,7 @@ impl Application {
             Arc::new(email),
             shutdown,
         ));
+        running.spawn(keep_liveness_lock(liveness, consumer));
         Ok(Self(running))
     }
 

@@ -6,12 +6,21 @@ use domain::messages::{Contract, EmailJob};
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
 use lettre::Message;
 use platform::db::{self, DbError, PgPool};
+use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 
 pub const QUEUE: &str = "email";
 
-/// Jobs by template and outcome: `sent`, `duplicate`, `retry`, `failed`.
+/// Why a job that a crashed worker was sending is parked: said the same way
+/// in `email.dead` and in the logs.
+pub const OUTCOME_UNKNOWN: &str = "delivery outcome unknown: the worker that was sending this \
+     email stopped during the SMTP transaction, so the server may or may not have taken it; \
+     requeue it from email.dead to send it anyway";
+
+/// Jobs by template and outcome: `sent`, `duplicate`, `retry`, `failed`,
+/// `outcome_unknown`.
 #[derive(Clone)]
 pub struct EmailMetrics(prometheus::IntCounterVec);
 
@@ -36,8 +45,41 @@ pub struct EmailHandler {
     pub from: Mailbox,
     pub base_url: String,
     pub metrics: EmailMetrics,
-    /// How long a started send counts as in progress rather than abandoned.
-    pub send_lease: Duration,
+    /// The advisory lock this process holds while it lives; its claims
+    /// carry it, so another worker can tell that they were abandoned.
+    pub owner: i64,
+    /// Idempotency keys this process is sending right now.
+    pub sending: Mutex<HashSet<String>>,
+}
+
+/// Why a job was not sent, and its label in `email_jobs_total`.
+struct Failure {
+    error: HandlerError,
+    label: &'static str,
+}
+
+impl From<HandlerError> for Failure {
+    fn from(error: HandlerError) -> Self {
+        let label = match error {
+            HandlerError::Transient(_) => "retry",
+            HandlerError::Permanent(_) => "failed",
+        };
+        Self { error, label }
+    }
+}
+
+/// Marks a key as being sent by this process until dropped.
+struct Sending<'a> {
+    keys: &'a Mutex<HashSet<String>>,
+    key: String,
+}
+
+impl Drop for Sending<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut keys) = self.keys.lock() {
+            keys.remove(&self.key);
+        }
+    }
 }
 
 impl EmailHandler {
@@ -86,48 +128,71 @@ impl EmailHandler {
             .map_err(|err: DbError| HandlerError::Transient(err.to_string()))
     }
 
-    async fn send(&self, message: &Incoming) -> Result<&'static str, HandlerError> {
+    /// `Some` unless this process is already sending `key`.
+    fn start_sending(&self, key: &str) -> Option<Sending<'_>> {
+        let mut keys = self.sending.lock().ok()?;
+        keys.insert(key.to_string()).then(|| Sending {
+            keys: &self.sending,
+            key: key.to_string(),
+        })
+    }
+
+    async fn send(&self, message: &Incoming) -> Result<&'static str, Failure> {
         let envelope = message.envelope::<EmailJob>()?;
         bus::consumer::require_version(envelope.version, EmailJob::VERSION)?;
         let job = envelope.data;
         if job.idempotency_key.trim().is_empty() {
-            return Err(HandlerError::Permanent(
-                "the job has no idempotency_key".into(),
-            ));
+            return Err(HandlerError::Permanent("the job has no idempotency_key".into()).into());
         }
         let email = self.compose(&job, &message.message_id)?;
         let template = template_name(job.template);
+        let in_progress = || {
+            HandlerError::Transient("another delivery of this email is being sent right now".into())
+        };
+        let Some(_sending) = self.start_sending(&job.idempotency_key) else {
+            return Err(in_progress().into());
+        };
 
-        let key = job.idempotency_key.clone();
-        let (message_id, recipient, lease) =
-            (message.message_id.clone(), job.to.clone(), self.send_lease);
+        let (key, owner) = (job.idempotency_key.clone(), self.owner);
+        let (message_id, recipient) = (message.message_id.clone(), job.to.clone());
         let claim = self
             .record(move |conn| {
-                sent_emails::claim(conn, &key, &message_id, template, &recipient, lease)
+                let job = sent_emails::Job {
+                    key: &key,
+                    message_id: &message_id,
+                    template,
+                    recipient: &recipient,
+                };
+                sent_emails::claim(conn, &job, owner)
             })
             .await?;
         match claim {
             Claim::AlreadySent => return Ok("duplicate"),
-            Claim::InProgress => {
-                return Err(HandlerError::Transient(
-                    "another delivery of this email is being sent right now".into(),
-                ))
-            }
+            Claim::InProgress => return Err(in_progress().into()),
             Claim::Unknown if !message.requeued => {
-                return Err(HandlerError::Permanent(
-                    "delivery outcome unknown: the worker stopped while sending; \
-                     requeue from email.dead to send it anyway"
-                        .into(),
-                ))
+                tracing::error!(template, "{OUTCOME_UNKNOWN}");
+                return Err(Failure {
+                    error: HandlerError::Permanent(OUTCOME_UNKNOWN.into()),
+                    label: "outcome_unknown",
+                });
             }
             Claim::Unknown => {
                 let key = job.idempotency_key.clone();
-                self.record(move |conn| sent_emails::restart(conn, &key))
+                self.record(move |conn| sent_emails::restart(conn, &key, owner))
                     .await?;
             }
             Claim::Fresh => {}
         }
 
+        // The point of no return: from here a crash leaves the outcome
+        // unknown; before it, the job is provably unsent.
+        let key = job.idempotency_key.clone();
+        let began = self
+            .record(move |conn| sent_emails::begin_send(conn, &key, owner))
+            .await?;
+        if !began {
+            return Err(in_progress().into());
+        }
         let key = job.idempotency_key.clone();
         match self.transport.send(email).await {
             Ok(()) => {
@@ -137,13 +202,14 @@ impl EmailHandler {
             }
             Err(failure) => {
                 // The server did not take it: forget the claim so a retry sends.
-                self.record(move |conn| sent_emails::release(conn, &key))
+                self.record(move |conn| sent_emails::release(conn, &key, owner))
                     .await?;
-                if failure.permanent {
-                    Err(HandlerError::Permanent(failure.reason))
+                Err(if failure.permanent {
+                    HandlerError::Permanent(failure.reason)
                 } else {
-                    Err(HandlerError::Transient(failure.reason))
+                    HandlerError::Transient(failure.reason)
                 }
+                .into())
             }
         }
     }
@@ -155,16 +221,16 @@ impl Handler for EmailHandler {
             .envelope::<EmailJob>()
             .map(|e| template_name(e.data.template))
             .unwrap_or("unknown");
-        let outcome = self.send(&message).await;
-        let label = match &outcome {
-            Ok(label) => label,
-            Err(HandlerError::Transient(_)) => "retry",
-            Err(HandlerError::Permanent(_)) => "failed",
-        };
-        self.metrics.count(template, label);
-        if let Err(err) = &outcome {
-            tracing::warn!(template, error = %err, "email not sent");
+        match self.send(&message).await {
+            Ok(label) => {
+                self.metrics.count(template, label);
+                Ok(())
+            }
+            Err(Failure { error, label }) => {
+                self.metrics.count(template, label);
+                tracing::warn!(template, error = %error, "email not sent");
+                Err(error)
+            }
         }
-        outcome.map(|_| ())
     }
 }

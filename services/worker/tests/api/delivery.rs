@@ -185,3 +185,32 @@ async fn one_idempotency_key_sends_one_email() {
     assert!(counted.is_some());
     assert_eq!(sink.received().len(), 1);
 }
+
+/// A claim whose worker died before it began to send (its liveness lock is
+/// free, `send_started_at` unset) provably never reached the server: the
+/// next delivery takes it over and sends at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_left_by_a_worker_that_died_before_sending_is_sent_at_once() {
+    use diesel::prelude::*;
+    let sink = SmtpSink::start().await.unwrap();
+    let worker = smtp_worker(&sink).await;
+    let envelope = welcome("ada@example.com");
+    let dead_worker = platform::db::advisory::random_key();
+    diesel::sql_query(
+        "INSERT INTO sent_emails (idempotency_key, message_id, template, recipient, owner_key) \
+         VALUES ($1, 'earlier', 'welcome', 'ada@example.com', $2)",
+    )
+    .bind::<diesel::sql_types::Text, _>(&envelope.data.idempotency_key)
+    .bind::<diesel::sql_types::BigInt, _>(dead_worker)
+    .execute(&mut worker.db.connect().unwrap())
+    .unwrap();
+
+    worker.send(&envelope).await;
+    let sent = sink.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(
+        sent.len(),
+        1,
+        "the abandoned claim was not taken over at once"
+    );
+    assert!(worker.dead(Duration::from_millis(300)).await.is_none());
+}

@@ -9,7 +9,7 @@ use worker::config::Config;
 pub struct Worker {
     pub address: String,
     pub bus: TestBus,
-    _db: TestDatabase,
+    pub db: TestDatabase,
     server: actix_web::dev::ServerHandle,
 }
 
@@ -94,7 +94,7 @@ pub async fn start(config: Config, db: TestDatabase, bus: TestBus) -> Worker {
     let worker = Worker {
         address,
         bus,
-        _db: db,
+        db,
         server,
     };
     let client = reqwest::Client::new();
