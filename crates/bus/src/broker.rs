@@ -96,6 +96,18 @@ impl Broker {
     }
 }
 
+/// Closes `connection` and waits until lapin's I/O thread has finished. A
+/// process that exits right after a plain `close` can pull the runtime out
+/// from under that thread, which then logs errors about a runtime "being
+/// shutdown" although all went well.
+pub async fn close(connection: Connection, reason: &str) {
+    if let Err(err) = connection.close(200, reason).await {
+        tracing::debug!(error = %err, "closing the broker connection");
+    }
+    let finished = tokio::task::spawn_blocking(move || connection.run());
+    let _ = tokio::time::timeout(Duration::from_secs(5), finished).await;
+}
+
 /// Frame size asked of the broker unless the URL sets `frame_max`. lapin
 /// keeps 32 frames of buffer each way per connection: at RabbitMQ's default
 /// 128 KiB that is 8 MiB per connection, most of an idle service's memory.

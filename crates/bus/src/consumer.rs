@@ -358,7 +358,7 @@ async fn consume_while_connected<H: Handler>(
     link.set(false);
     if outcome.is_ok() {
         let _ = channel.close(200, "shutting down").await;
-        let _ = connection.close(200, "shutting down").await;
+        crate::broker::close(connection, "shutting down").await;
     }
     outcome
 }

@@ -44,12 +44,27 @@ fn describe(delivery: &lapin::message::Delivery) -> DeadLetter {
     }
 }
 
+/// Declares `<queue>.dead` as its consumer does (durable, no arguments),
+/// so asking after a queue whose consumer never ran finds it empty rather
+/// than failing (and making the broker close the channel).
+async fn declare_dead(channel: &lapin::Channel, dead: &str) -> lapin::Result<()> {
+    let durable = lapin::options::QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(dead, durable, lapin::types::FieldTable::default())
+        .await
+        .map(|_| ())
+}
+
 /// Reads every message parked for `queue` without removing any: each is
 /// taken unacknowledged and returned when the channel closes.
 pub async fn list(broker: &Broker, queue: &str) -> lapin::Result<Vec<DeadLetter>> {
     let connection = broker.connect().await?;
     let channel = connection.create_channel().await?;
     let dead = broker.names.dead_queue(queue);
+    declare_dead(&channel, &dead).await?;
     let mut letters = Vec::new();
     while let Some(message) = channel
         .basic_get(&dead, BasicGetOptions { no_ack: false })
@@ -58,7 +73,7 @@ pub async fn list(broker: &Broker, queue: &str) -> lapin::Result<Vec<DeadLetter>
         letters.push(describe(&message.delivery));
     }
     channel.close(200, "listed").await?;
-    connection.close(200, "listed").await?;
+    crate::broker::close(connection, "listed").await;
     Ok(letters)
 }
 
@@ -70,6 +85,7 @@ pub async fn requeue(broker: &Broker, queue: &str, only: Option<&str>) -> lapin:
     let publisher = Publisher::open(&connection).await?;
     let dead = broker.names.dead_queue(queue);
     let target = broker.names.physical(queue);
+    declare_dead(&channel, &dead).await?;
     let mut moved = 0;
     let mut kept = Vec::new();
     while let Some(message) = channel
@@ -126,6 +142,6 @@ pub async fn requeue(broker: &Broker, queue: &str, only: Option<&str>) -> lapin:
             .await?;
     }
     channel.close(200, "requeued").await?;
-    connection.close(200, "requeued").await?;
+    crate::broker::close(connection, "requeued").await;
     Ok(moved)
 }

@@ -288,7 +288,7 @@ impl OutboxRelay {
                     let delay = database.failed(&err);
                     tokio::select! {
                         _ = shutdown.wait() => {
-                            let _ = connection.close(200, "shutting down").await;
+                            crate::broker::close(connection, "shutting down").await;
                             return Ok(());
                         }
                         _ = tokio::time::sleep(delay) => {}
@@ -306,7 +306,7 @@ impl OutboxRelay {
             }
             tokio::select! {
                 _ = shutdown.wait() => {
-                    let _ = connection.close(200, "shutting down").await;
+                    crate::broker::close(connection, "shutting down").await;
                     return Ok(());
                 }
                 _ = self.handle.0.notified() => {}

@@ -25,12 +25,14 @@ fn binary(db: &TestDatabase, bus: &TestBus, sink: &SmtpSink) -> Command {
     command
 }
 
+/// Runs a one-shot command, which must succeed and log no error.
 fn run(command: &mut Command, args: &[&str]) -> String {
-    let output = command.args(args).output().unwrap();
+    let output = command.args(args).stderr(Stdio::piped()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{args:?}: {stderr}");
     assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
+        !stderr.contains("ERROR"),
+        "{args:?} logged errors: {stderr}"
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
