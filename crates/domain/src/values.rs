@@ -89,8 +89,10 @@ impl Serialize for DisplayName {
     }
 }
 
-/// Text people type to be read or matched: at most `max_chars` characters
-/// and no control characters (PostgreSQL text cannot even hold NUL).
+/// Text people type to be read or matched: at most `max_chars` characters,
+/// no control characters (PostgreSQL text cannot even hold NUL), and no
+/// invisible or direction-changing characters, with which a name can be
+/// made to read as something else to staff and visitors.
 pub fn check_plain_text(text: &str, max_chars: usize) -> Result<(), ValueError> {
     if text.chars().count() > max_chars {
         return Err(ValueError(format!(
@@ -100,7 +102,29 @@ pub fn check_plain_text(text: &str, max_chars: usize) -> Result<(), ValueError> 
     if text.chars().any(char::is_control) {
         return Err(ValueError("must not contain control characters".into()));
     }
+    if let Some(c) = text.chars().find(|c| is_invisible_or_bidi(*c)) {
+        return Err(ValueError(format!(
+            "must not contain invisible or text-direction characters (U+{:04X})",
+            u32::from(c)
+        )));
+    }
     Ok(())
+}
+
+/// Zero-width characters and marks (U+200B..U+200F), bidirectional
+/// embeddings and overrides (U+202A..U+202E) and isolates (U+2066..U+2069),
+/// the word joiner (U+2060), the Arabic letter mark (U+061C) and the zero
+/// width no-break space (U+FEFF).
+fn is_invisible_or_bidi(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{2060}'
+            | '\u{061C}'
+            | '\u{FEFF}'
+    )
 }
 
 /// A new password: 8 to 128 characters. Never printed.
@@ -163,6 +187,25 @@ mod tests {
         assert!(DisplayName::parse(&"é".repeat(64)).is_ok());
         assert!(DisplayName::parse(&"é".repeat(65)).is_err());
         assert!(DisplayName::parse("a\u{0}b").is_err());
+    }
+
+    #[test]
+    fn display_names_refuse_spoofing_characters() {
+        for spoof in [
+            "admin\u{202E}nimda",
+            "\u{202A}Ada",
+            "Ada\u{2066}x\u{2069}",
+            "A\u{200B}da",
+            "Ad\u{200F}a",
+            "Ada\u{FEFF}",
+        ] {
+            let refused = DisplayName::parse(spoof);
+            assert!(refused.is_err(), "{spoof:?} was accepted");
+        }
+        // Letters of every script stay welcome.
+        for name in ["Zoë", "مریم", "李小龍", "Łukasz"] {
+            assert!(DisplayName::parse(name).is_ok(), "{name:?} was refused");
+        }
     }
 
     #[test]

@@ -156,11 +156,60 @@ impl<T: DeserializeOwned> FromRequest for Query<T> {
 }
 
 pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, Problem> {
+    check_query_is_utf8(query)?;
     let deserializer = serde_urlencoded::Deserializer::new(url_form(query.as_bytes()));
     serde_path_to_error::deserialize(deserializer).map_err(|err| {
         let path = err.path().to_string();
         field_problem(&path, &err.into_inner().to_string())
     })
+}
+
+/// The query parser decodes invalid UTF-8 into replacement characters, so
+/// `q=%FF` would quietly search for "\u{FFFD}": refuse it instead, naming
+/// the parameter.
+fn check_query_is_utf8(query: &str) -> Result<(), Problem> {
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name_text = String::from_utf8(percent_decode(name));
+        let value_ok = std::str::from_utf8(&percent_decode(value)).is_ok();
+        match (name_text, value_ok) {
+            (Ok(_), true) => {}
+            (Ok(name), false) => {
+                return Err(Problem::bad_request(format!("`{name}` is not valid UTF-8"))
+                    .with_errors(vec![FieldError::new(name, "is not valid UTF-8")]))
+            }
+            (Err(_), _) => {
+                return Err(Problem::bad_request(
+                    "a query parameter name is not valid UTF-8",
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `application/x-www-form-urlencoded` decoding of one name or value.
+fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(high), Some(low)) => {
+                    decoded.push((high * 16 + low) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => decoded.push(b'%'),
+            },
+            b'+' => decoded.push(b' '),
+            byte => decoded.push(byte),
+        }
+        i += 1;
+    }
+    decoded
 }
 
 fn url_form(bytes: &[u8]) -> form_urlencoded::Parse<'_> {
@@ -228,6 +277,27 @@ mod tests {
     #[allow(dead_code)]
     struct Page {
         limit: Option<u16>,
+    }
+
+    #[test]
+    fn a_query_that_is_not_utf8_is_a_bad_request_naming_the_parameter() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Search {
+            q: Option<String>,
+        }
+        let refused = parse_query::<Search>("q=%FF%FE").unwrap_err();
+        assert_eq!(refused.status, 400);
+        assert_eq!(field_of(&refused), "q");
+        assert_eq!(
+            parse_query::<Search>("q=%C3%A9t%C3%A9+x")
+                .unwrap()
+                .q
+                .as_deref(),
+            Some("été x")
+        );
+        assert_eq!(percent_decode("100%"), b"100%");
+        assert_eq!(percent_decode("%4"), b"%4");
     }
 
     #[test]

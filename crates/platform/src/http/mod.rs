@@ -3,6 +3,7 @@
 pub mod extract;
 pub mod health;
 pub mod lifecycle;
+pub mod limits;
 pub mod metrics;
 pub mod middleware;
 pub mod pagination;

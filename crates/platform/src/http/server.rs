@@ -42,6 +42,7 @@ where
         HttpServer::new(move || {
             let spec = spec.clone();
             App::new()
+                .wrap(from_fn(super::limits::request_head))
                 .wrap(from_fn(lifecycle::close_connections_while_draining))
                 .wrap(from_fn(super::middleware::request_telemetry))
                 .app_data(web::Data::new(spec.metrics.clone()))

@@ -97,6 +97,7 @@ async fn search_matches_prefix_and_substring_case_insensitively_with_filters() {
         "sort=name",
         "q=ada%00",
         "q=%07bell",
+        "q=ad%E2%80%AEa",
     ] {
         let (status, body) = problem(platform.get(&format!("/users?{bad}"), token).await).await;
         assert_eq!(status, 422, "{bad}");
@@ -106,6 +107,10 @@ async fn search_matches_prefix_and_substring_case_insensitively_with_filters() {
             "{bad}"
         );
     }
+    // Bytes that are not UTF-8 at all: a 400 naming q, never an empty page.
+    let (status, body) = problem(platform.get("/users?q=%FF%FE", token).await).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(fields(&body), vec!["q".to_string()]);
 }
 
 #[tokio::test]

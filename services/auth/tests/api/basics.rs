@@ -77,6 +77,20 @@ async fn unknown_routes_and_malformed_bodies_are_problems() {
     let (status, _, _) = problem(malformed).await;
     assert_eq!(status, 400);
 
+    // A head too large is a problem too, not a bare status.
+    let huge = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .header("x-padding", "y".repeat(40 * 1024))
+        .send()
+        .await
+        .unwrap();
+    let (status, _, body) = problem(huge).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (431, Some("request_header_fields_too_large"))
+    );
+
     // 64 KiB is the most a body may hold, whichever extractor reads it.
     for path in ["/login", "/visitors"] {
         let padding = "x".repeat(platform::http::extract::JSON_LIMIT);

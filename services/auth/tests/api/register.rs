@@ -69,6 +69,14 @@ async fn invalid_registrations_name_every_field_and_change_nothing() {
             json!({"email": 42, "password": PASSWORD, "display_name": "A"}),
             vec!["email"],
         ),
+        (
+            json!({"email": unique_email(), "password": PASSWORD, "display_name": "Ada\u{202E}nimda"}),
+            vec!["display_name"],
+        ),
+        (
+            json!({"email": unique_email(), "password": PASSWORD, "display_name": "Ad\u{200B}a"}),
+            vec!["display_name"],
+        ),
     ];
     for (body, expected) in cases {
         let (status, _, problem) = problem(app.post("/register", &body).await).await;
