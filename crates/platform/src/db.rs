@@ -320,6 +320,38 @@ where
     .map_err(|err| DbError::Unavailable(format!("database task failed: {err}")))?
 }
 
+/// `EXPLAIN` of a query as diesel builds it, binds and all: for tests
+/// that hold a query to its plan, so they check the query the code runs
+/// rather than a copy of it.
+pub fn explain<Q>(conn: &mut PgConnection, query: Q) -> QueryResult<String>
+where
+    Q: diesel::query_builder::QueryFragment<diesel::pg::Pg> + diesel::query_builder::QueryId,
+{
+    let lines: Vec<String> = Explain(query).load(conn)?;
+    Ok(lines.join("\n"))
+}
+
+#[derive(Debug, Clone, Copy, diesel::query_builder::QueryId)]
+struct Explain<Q>(Q);
+
+impl<Q: diesel::query_builder::QueryFragment<diesel::pg::Pg>>
+    diesel::query_builder::QueryFragment<diesel::pg::Pg> for Explain<Q>
+{
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        out.push_sql("EXPLAIN ");
+        self.0.walk_ast(out.reborrow())
+    }
+}
+
+impl<Q> diesel::query_builder::Query for Explain<Q> {
+    type SqlType = diesel::sql_types::Text;
+}
+
+impl<Q> RunQueryDsl<PgConnection> for Explain<Q> {}
+
 /// Readiness: a `SELECT 1` through the pool.
 pub async fn ping(pool: &PgPool) -> Result<(), String> {
     run(pool, |conn| {

@@ -1,6 +1,6 @@
 use crate::schema::profiles;
 use chrono::{DateTime, Utc};
-use diesel::dsl::sql;
+use diesel::dsl::{sql, AsSelect, IntoBoxed, Select};
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Text};
@@ -209,6 +209,10 @@ fn like_pattern(q: &SearchTerm) -> String {
     format!("%{escaped}%")
 }
 
+/// The directory search as one query, for [`search`] and for the tests
+/// that check its plan.
+pub type SearchQuery<'a> = IntoBoxed<'a, Select<profiles::table, AsSelect<ProfileRow, Pg>>, Pg>;
+
 /// A page in id order after `cursor`. Ids are time-ordered, so rows
 /// inserted while a client pages land after its cursor: no duplicates and
 /// no gaps among the rows that were there.
@@ -218,6 +222,10 @@ pub fn search(
     cursor: Option<Uuid>,
     limit: i64,
 ) -> QueryResult<Vec<ProfileRow>> {
+    search_query(filter, cursor, limit).load(conn)
+}
+
+pub fn search_query(filter: &Filter, cursor: Option<Uuid>, limit: i64) -> SearchQuery<'static> {
     let mut query = profiles::table
         .select(ProfileRow::as_select())
         .order(profiles::id.asc())
@@ -242,7 +250,7 @@ pub fn search(
     if let Some(cursor) = cursor {
         query = query.filter(profiles::id.gt(cursor));
     }
-    query.load(conn)
+    query
 }
 
 #[cfg(test)]

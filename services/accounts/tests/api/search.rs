@@ -1,4 +1,5 @@
 use crate::helpers::*;
+use accounts::store::profiles::{search_query, Filter, SearchTerm};
 use std::collections::HashSet;
 
 /// Inserts profiles straight into the directory (as the consumer would).
@@ -175,21 +176,16 @@ async fn search_uses_indexes_at_100k_users() {
          FROM generate_series(1, 100000) AS n; ANALYZE profiles;",
     );
     use diesel::prelude::*;
-    #[derive(QueryableByName)]
-    struct Line {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        #[diesel(column_name = "QUERY PLAN")]
-        plan: String,
-    }
     let mut conn = platform.db.connect().unwrap();
-    let plan: Vec<Line> = diesel::sql_query(
-        "EXPLAIN SELECT * FROM profiles WHERE (lower(email) LIKE '%son4242%' OR lower(display_name) LIKE '%son4242%') \
-         ORDER BY id LIMIT 51",
-    )
-    .load(&mut conn)
-    .unwrap();
-    let plan: Vec<String> = plan.into_iter().map(|l| l.plan).collect();
-    let text = plan.join("\n");
+    // The plan of the query the store runs, for a first page of 50.
+    let plan_for = |conn: &mut diesel::PgConnection, term: &str| {
+        let filter = Filter {
+            q: SearchTerm::parse(term).unwrap(),
+            ..Filter::default()
+        };
+        platform::db::explain(conn, search_query(&filter, None, 51)).unwrap()
+    };
+    let text = plan_for(&mut conn, "son4242");
     assert!(!text.contains("Seq Scan"), "{text}");
     assert!(
         text.contains("profiles_email_trgm") && text.contains("profiles_name_trgm"),
@@ -210,18 +206,7 @@ async fn search_uses_indexes_at_100k_users() {
     )
     .get_result(&mut conn)
     .unwrap();
-    let plan: Vec<Line> = diesel::sql_query(format!(
-        "EXPLAIN SELECT * FROM profiles WHERE (lower(email) LIKE '%{0}%' OR lower(display_name) LIKE '%{0}%') \
-         ORDER BY id LIMIT 51",
-        bound.email
-    ))
-    .load(&mut conn)
-    .unwrap();
-    let text = plan
-        .into_iter()
-        .map(|l| l.plan)
-        .collect::<Vec<_>>()
-        .join("\n");
+    let text = plan_for(&mut conn, &bound.email);
     assert!(
         text.contains("profiles_email_trgm"),
         "{}: {text}",

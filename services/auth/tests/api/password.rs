@@ -170,17 +170,31 @@ async fn reset_tokens_expire_after_an_hour() {
         .as_str()
         .unwrap()
         .to_string();
-    app.execute("UPDATE one_time_tokens SET expires_at = now() - interval '1 second' WHERE purpose = 'password_reset'");
+    // Issued for one hour, give or take the moments this test took.
+    assert_eq!(
+        app.count(
+            "SELECT count(*) AS n FROM one_time_tokens WHERE purpose = 'password_reset' \
+             AND expires_at BETWEEN created_at + interval '59 minutes' AND created_at + interval '61 minutes'"
+        ),
+        1,
+        "the reset token does not live one hour"
+    );
+    // An hour later it is refused.
+    app.execute("UPDATE one_time_tokens SET created_at = created_at - interval '1 hour', expires_at = expires_at - interval '1 hour' WHERE purpose = 'password_reset'");
     let late = app
         .post(
             "/password/reset",
             &json!({"token": token, "new_password": "too late now"}),
         )
         .await;
-    assert_eq!(problem(late).await.0, 422);
+    let (status, _, body) = problem(late).await;
+    assert_eq!((status, fields(&body)), (422, vec!["token".to_string()]));
     assert_eq!(
-        app.count("SELECT count(*) AS n FROM one_time_tokens WHERE purpose = 'password_reset' AND expires_at > now() + interval '59 minutes'"),
-        0
+        app.login_with(&new_client(), &email, PASSWORD)
+            .await
+            .status(),
+        200,
+        "the late reset changed the password"
     );
 }
 
