@@ -8,11 +8,13 @@ pub mod checks;
 pub mod database;
 pub mod proxy;
 pub mod smtp;
+pub mod tokens;
 
 pub use amqp::TestBus;
 pub use database::TestDatabase;
 pub use proxy::TcpProxy;
 pub use smtp::SmtpSink;
+pub use tokens::TestIssuer;
 
 /// PostgreSQL server used by tests (`TEST_DATABASE_URL`, without a database
 /// name; default the local server).

@@ -274,3 +274,23 @@ async fn session(
         }
     }
 }
+
+/// Decodes the quoted-printable parts of a message well enough to read links.
+pub fn quoted_printable_decoded(data: &str) -> String {
+    let unfolded = data.replace("=\r\n", "").replace("=\n", "");
+    let mut out = String::with_capacity(unfolded.len());
+    let mut chars = unfolded.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '=' {
+            let hex: String = chars.clone().take(2).collect();
+            if let Ok(byte) = u8::from_str_radix(&hex, 16) {
+                out.push(byte as char);
+                chars.next();
+                chars.next();
+                continue;
+            }
+        }
+        out.push(c);
+    }
+    out
+}

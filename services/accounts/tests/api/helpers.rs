@@ -1,57 +1,40 @@
+use domain::messages::{Envelope, UserKind, UserRegistered};
+use domain::Role;
 use reqwest::Method;
 use secrecy::SecretString;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Duration;
-use testkit::{TestBus, TestDatabase};
+use testkit::{TestBus, TestDatabase, TestIssuer};
 
-pub const PASSWORD: &str = "correct horse battery";
-
-/// auth and accounts running side by side on one test's AMQP names.
+/// The accounts service on a test's own database and AMQP names, with
+/// testkit standing in for auth: it signs the access tokens (and serves
+/// their JWKS) and publishes the `user.registered` events auth would.
 pub struct Platform {
-    pub auth_url: String,
     pub accounts_url: String,
-    pub auth_config: auth::config::Config,
     pub client: reqwest::Client,
     pub bus: TestBus,
     pub db: TestDatabase,
-    /// Kept for its drop: the database goes when the test ends.
-    _auth_db: TestDatabase,
-    servers: Vec<actix_web::dev::ServerHandle>,
+    pub issuer: TestIssuer,
+    server: actix_web::dev::ServerHandle,
 }
 
 impl Drop for Platform {
     fn drop(&mut self) {
-        for server in self.servers.drain(..) {
-            tokio::spawn(async move { server.stop(false).await });
-        }
+        let server = self.server.clone();
+        tokio::spawn(async move { server.stop(false).await });
     }
 }
 
-fn database(
-    service: &str,
-    dir: &str,
-    migrate: fn(&mut diesel::PgConnection) -> anyhow::Result<()>,
-) -> TestDatabase {
-    TestDatabase::create(service, Path::new(dir), migrate).expect("test database")
-}
-
 pub fn accounts_database() -> TestDatabase {
-    database(
+    TestDatabase::create(
         "accounts",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"),
+        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations")),
         |conn| {
             platform::db::migrate(conn, accounts::MIGRATIONS, accounts::MIGRATION_LOCK).map(|_| ())
         },
     )
-}
-
-fn auth_database() -> TestDatabase {
-    database(
-        "auth",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../auth/migrations"),
-        |conn| platform::db::migrate(conn, auth::MIGRATIONS, auth::MIGRATION_LOCK).map(|_| ()),
-    )
+    .expect("test database")
 }
 
 pub async fn spawn() -> Platform {
@@ -61,28 +44,13 @@ pub async fn spawn() -> Platform {
 pub async fn spawn_with(adjust: impl FnOnce(&mut accounts::config::Config)) -> Platform {
     platform::telemetry::init_for_tests("accounts");
     let bus = TestBus::new();
-    let delays = vec![Duration::from_millis(50), Duration::from_millis(100)];
-    bus.track_topology(&accounts::topology(delays.clone()));
-    bus.track_topology(&auth::topology(delays));
-
-    let auth_db = auth_database();
-    let mut auth_config = auth::config::Config::defaults().unwrap();
-    auth_config.common.host = "127.0.0.1".into();
-    auth_config.port = 0;
-    auth_config.database_url = SecretString::from(auth_db.url().to_string());
-    auth_config.common.database_pool_size = 4;
-    auth_config.common.amqp_prefix = bus.prefix().to_string();
-    auth_config.argon2_memory_kib = 64;
-    auth_config.argon2_iterations = 1;
-    auth_config.cookie_secure = false;
-    auth_config.common.retry_delays_ms = "50,100".into();
-    let auth_app = auth::startup::Application::build(auth_config.clone())
+    bus.track_topology(&accounts::topology(vec![
+        Duration::from_millis(50),
+        Duration::from_millis(100),
+    ]));
+    let issuer = TestIssuer::start("http://localhost/api/auth")
         .await
         .unwrap();
-    let auth_url = format!("http://127.0.0.1:{}", auth_app.port());
-    let mut servers = vec![auth_app.server_handle()];
-    tokio::spawn(auth_app.run_until_stopped());
-
     let db = accounts_database();
     let mut config = accounts::config::Config::defaults().unwrap();
     config.common.host = "127.0.0.1".into();
@@ -90,124 +58,99 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut accounts::config::Config)) -> P
     config.database_url = SecretString::from(db.url().to_string());
     config.common.database_pool_size = 4;
     config.common.amqp_prefix = bus.prefix().to_string();
-    config.auth_jwks_url = format!("{auth_url}/api/auth/.well-known/jwks.json");
-    config.jwt_issuer = auth_config.jwt_issuer.clone();
+    config.auth_jwks_url = issuer.jwks_url().to_string();
+    config.jwt_issuer = issuer.issuer().to_string();
     config.common.retry_delays_ms = "50,100".into();
     adjust(&mut config);
     let app = accounts::startup::Application::build(config.clone())
         .await
         .unwrap();
     let accounts_url = format!("http://127.0.0.1:{}", app.port());
-    servers.push(app.server_handle());
+    let server = app.server_handle();
     tokio::spawn(app.run_until_stopped());
 
     let platform = Platform {
-        auth_url,
         accounts_url,
-        auth_config,
         client: reqwest::Client::new(),
         bus,
         db,
-        _auth_db: auth_db,
-        servers,
+        issuer,
+        server,
     };
-    for url in [platform.auth("/readyz"), platform.accounts("/readyz")] {
-        let ready = testkit::eventually(Duration::from_secs(20), || async {
-            platform
-                .client
-                .get(&url)
-                .send()
-                .await
-                .ok()?
-                .status()
-                .is_success()
-                .then_some(())
-        })
-        .await;
-        assert!(ready.is_some(), "{url} not ready");
-    }
+    let url = platform.accounts("/readyz");
+    let ready = testkit::eventually(Duration::from_secs(20), || async {
+        platform
+            .client
+            .get(&url)
+            .send()
+            .await
+            .ok()?
+            .status()
+            .is_success()
+            .then_some(())
+    })
+    .await;
+    assert!(ready.is_some(), "{url} not ready");
     platform
-}
-
-pub fn new_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .build()
-        .unwrap()
 }
 
 pub fn unique_email() -> String {
     format!("user-{}@example.com", uuid::Uuid::new_v4().simple())
 }
 
-/// A signed-in person: their id, access token and a client holding the refresh cookie.
+/// Someone with a profile and an access token.
 pub struct Person {
     pub id: String,
     pub email: String,
     pub token: String,
-    pub device: reqwest::Client,
 }
 
 impl Platform {
-    pub fn auth(&self, path: &str) -> String {
-        format!("{}/api/auth{path}", self.auth_url)
-    }
-
     pub fn accounts(&self, path: &str) -> String {
         format!("{}/api/accounts{path}", self.accounts_url)
     }
 
-    pub async fn login(&self, email: &str) -> Person {
-        let device = new_client();
-        let response = device
-            .post(self.auth("/login"))
-            .json(&json!({"email": email, "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200, "login {email}");
-        let body: Value = response.json().await.unwrap();
+    /// Announces a new user as auth does and waits for the profile.
+    async fn registered(&self, email: Option<String>, roles: &[Role], kind: UserKind) -> Person {
+        let id = uuid::Uuid::now_v7();
+        let event = Envelope::new(UserRegistered {
+            user_id: id,
+            email: email.clone(),
+            display_name: "Test User".into(),
+            roles: roles.to_vec(),
+            kind,
+        });
+        self.bus.publish(&event).await.unwrap();
+        self.wait_for_profile(&id.to_string()).await;
         Person {
-            id: body["user"]["id"].as_str().unwrap().to_string(),
-            email: email.to_string(),
-            token: body["access_token"].as_str().unwrap().to_string(),
-            device,
+            id: id.to_string(),
+            email: email.unwrap_or_default(),
+            token: self.issuer.token(id, roles),
         }
     }
 
-    /// Registers through auth, waits for the profile in accounts, logs in.
     pub async fn user(&self) -> Person {
-        let email = unique_email();
-        let response = self
-            .client
-            .post(self.auth("/register"))
-            .json(&json!({"email": email, "password": PASSWORD, "display_name": "Test User"}))
-            .send()
+        self.registered(Some(unique_email()), &[Role::User], UserKind::Registered)
             .await
-            .unwrap();
-        assert_eq!(response.status(), 201);
-        let person = self.login(&email).await;
-        self.wait_for_profile(&person.id).await;
-        person
     }
 
-    /// An administrator made with `auth create-admin`.
+    /// An administrator, as `auth create-admin` makes one.
     pub async fn admin(&self) -> Person {
-        let email = unique_email();
-        auth::cli::create_admin(
-            self.auth_config.clone(),
-            domain::Email::parse(&email).unwrap(),
-            domain::DisplayName::parse("Admin").unwrap(),
-            domain::Password::parse(PASSWORD).unwrap(),
+        self.registered(
+            Some(unique_email()),
+            &[Role::User, Role::Admin],
+            UserKind::Admin,
         )
         .await
-        .unwrap();
-        let person = self.login(&email).await;
-        self.wait_for_profile(&person.id).await;
-        person
     }
 
-    /// A user whose roles an admin set to include staff (and whose token says so).
+    pub async fn visitor(&self) -> Person {
+        self.registered(None, &[Role::Visitor], UserKind::Visitor)
+            .await
+    }
+
+    /// A user whose roles an admin set to include staff, with the token
+    /// auth would then issue.
     pub async fn staff(&self, admin: &Person) -> Person {
         let person = self.user().await;
         let response = self
@@ -219,32 +162,10 @@ impl Platform {
             )
             .await;
         assert_eq!(response.status(), 200);
-        self.refreshed_roles(&person, "staff").await
-    }
-
-    /// Refreshes until the access token carries `role` (auth learns roles from events).
-    pub async fn refreshed_roles(&self, person: &Person, role: &str) -> Person {
-        let token = testkit::eventually(Duration::from_secs(10), || async {
-            let body: Value = person
-                .device
-                .post(self.auth("/refresh"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            let has = body["user"]["roles"].as_array()?.iter().any(|r| r == role);
-            has.then(|| body["access_token"].as_str().map(str::to_string))
-                .flatten()
-        })
-        .await
-        .unwrap_or_else(|| panic!("roles never included {role}"));
+        let id = uuid::Uuid::parse_str(&person.id).unwrap();
         Person {
-            id: person.id.clone(),
-            email: person.email.clone(),
-            token,
-            device: person.device.clone(),
+            token: self.issuer.token(id, &[Role::User, Role::Staff]),
+            ..person
         }
     }
 

@@ -41,19 +41,9 @@ async fn a_user_reads_their_own_profile() {
 #[tokio::test]
 async fn visitors_have_profiles_too() {
     let platform = spawn().await;
-    let visitor: serde_json::Value = platform
-        .client
-        .post(platform.auth("/visitors"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = visitor["user"]["id"].as_str().unwrap();
-    platform.wait_for_profile(id).await;
+    let visitor = platform.visitor().await;
     let profile: serde_json::Value = platform
-        .get("/me", visitor["access_token"].as_str().unwrap())
+        .get("/me", &visitor.token)
         .await
         .json()
         .await

@@ -18,7 +18,7 @@ async fn an_email_goes_out_with_both_parts_and_the_right_link() {
     assert_eq!(mail.len(), 1);
     assert_eq!(mail[0].to, vec!["ada@example.com"]);
     assert_eq!(mail[0].from, "no-reply@localhost");
-    let data = &readable(&mail[0].data);
+    let data = &testkit::smtp::quoted_printable_decoded(&mail[0].data);
     assert!(data.contains("Subject: Reset your password"), "{data}");
     assert!(data.contains("multipart/alternative"));
     assert!(data.contains("text/plain") && data.contains("text/html"));

@@ -29,26 +29,6 @@ pub fn database() -> TestDatabase {
     .unwrap()
 }
 
-/// Decodes the quoted-printable parts of a message well enough to read links.
-pub fn readable(data: &str) -> String {
-    let unfolded = data.replace("=\r\n", "").replace("=\n", "");
-    let mut out = String::with_capacity(unfolded.len());
-    let mut chars = unfolded.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '=' {
-            let hex: String = chars.clone().take(2).collect();
-            if let Ok(byte) = u8::from_str_radix(&hex, 16) {
-                out.push(byte as char);
-                chars.next();
-                chars.next();
-                continue;
-            }
-        }
-        out.push(c);
-    }
-    out
-}
-
 pub fn config(db: &TestDatabase, bus: &TestBus, sink: Option<&SmtpSink>) -> Config {
     let mut config = Config::defaults().unwrap();
     config.common.host = "127.0.0.1".into();

@@ -6,5 +6,4 @@ mod helpers;
 
 mod basics;
 mod delivery;
-mod end_to_end;
 mod operations;

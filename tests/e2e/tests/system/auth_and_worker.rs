@@ -7,17 +7,9 @@ use std::time::Duration;
 
 #[tokio::test]
 async fn the_verification_email_from_auth_arrives_with_a_working_link() {
-    let db = database();
     let bus = testkit::TestBus::new();
-    let worker_config = config(&db, &bus, None);
-    let outbox = worker_config.email_outbox_dir.clone();
-
-    let auth_db = testkit::TestDatabase::create(
-        "auth",
-        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../auth/migrations")),
-        |conn| platform::db::migrate(conn, auth::MIGRATIONS, auth::MIGRATION_LOCK).map(|_| ()),
-    )
-    .unwrap();
+    let (_worker, _worker_db, outbox) = file_worker(&bus).await;
+    let auth_db = auth_database();
     let mut auth_config = auth::config::Config::defaults().unwrap();
     auth_config.common.host = "127.0.0.1".into();
     auth_config.port = 0;
@@ -32,7 +24,6 @@ async fn the_verification_email_from_auth_arrives_with_a_working_link() {
         .unwrap();
     let auth_url = format!("http://127.0.0.1:{}/api/auth", auth_app.port());
     tokio::spawn(auth_app.run_until_stopped());
-    let _worker = start(worker_config, db, bus).await;
 
     let client = reqwest::Client::new();
     let registered = client
@@ -53,7 +44,7 @@ async fn the_verification_email_from_auth_arrives_with_a_working_link() {
     .await
     .expect("an .eml file in the outbox");
     assert!(eml.contains("To: ada@example.com"), "{eml}");
-    let unfolded = readable(&eml);
+    let unfolded = testkit::smtp::quoted_printable_decoded(&eml);
     let link_start = unfolded
         .find("https://app.example.com/verify-email?token=")
         .expect("link in the email");

@@ -1,0 +1,322 @@
+use reqwest::Method;
+use secrecy::SecretString;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::Duration;
+use testkit::{TestBus, TestDatabase};
+
+pub const PASSWORD: &str = "correct horse battery";
+
+/// auth and accounts running side by side on one test's AMQP names.
+pub struct Platform {
+    pub auth_url: String,
+    pub accounts_url: String,
+    pub auth_config: auth::config::Config,
+    pub client: reqwest::Client,
+    /// Kept for its drop: the test's AMQP names go when it ends.
+    _bus: TestBus,
+    pub db: TestDatabase,
+    /// Kept for its drop: the database goes when the test ends.
+    _auth_db: TestDatabase,
+    servers: Vec<actix_web::dev::ServerHandle>,
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        for server in self.servers.drain(..) {
+            tokio::spawn(async move { server.stop(false).await });
+        }
+    }
+}
+
+fn database(
+    service: &str,
+    dir: &str,
+    migrate: fn(&mut diesel::PgConnection) -> anyhow::Result<()>,
+) -> TestDatabase {
+    TestDatabase::create(service, Path::new(dir), migrate).expect("test database")
+}
+
+fn accounts_database() -> TestDatabase {
+    database(
+        "accounts",
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../services/accounts/migrations"
+        ),
+        |conn| {
+            platform::db::migrate(conn, accounts::MIGRATIONS, accounts::MIGRATION_LOCK).map(|_| ())
+        },
+    )
+}
+
+pub fn auth_database() -> TestDatabase {
+    database(
+        "auth",
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../services/auth/migrations"
+        ),
+        |conn| platform::db::migrate(conn, auth::MIGRATIONS, auth::MIGRATION_LOCK).map(|_| ()),
+    )
+}
+
+pub async fn spawn() -> Platform {
+    spawn_with(|_| {}).await
+}
+
+pub async fn spawn_with(adjust: impl FnOnce(&mut accounts::config::Config)) -> Platform {
+    platform::telemetry::init_for_tests("accounts");
+    let bus = TestBus::new();
+    let delays = vec![Duration::from_millis(50), Duration::from_millis(100)];
+    bus.track_topology(&accounts::topology(delays.clone()));
+    bus.track_topology(&auth::topology(delays));
+
+    let auth_db = auth_database();
+    let mut auth_config = auth::config::Config::defaults().unwrap();
+    auth_config.common.host = "127.0.0.1".into();
+    auth_config.port = 0;
+    auth_config.database_url = SecretString::from(auth_db.url().to_string());
+    auth_config.common.database_pool_size = 4;
+    auth_config.common.amqp_prefix = bus.prefix().to_string();
+    auth_config.argon2_memory_kib = 64;
+    auth_config.argon2_iterations = 1;
+    auth_config.cookie_secure = false;
+    auth_config.common.retry_delays_ms = "50,100".into();
+    let auth_app = auth::startup::Application::build(auth_config.clone())
+        .await
+        .unwrap();
+    let auth_url = format!("http://127.0.0.1:{}", auth_app.port());
+    let mut servers = vec![auth_app.server_handle()];
+    tokio::spawn(auth_app.run_until_stopped());
+
+    let db = accounts_database();
+    let mut config = accounts::config::Config::defaults().unwrap();
+    config.common.host = "127.0.0.1".into();
+    config.port = 0;
+    config.database_url = SecretString::from(db.url().to_string());
+    config.common.database_pool_size = 4;
+    config.common.amqp_prefix = bus.prefix().to_string();
+    config.auth_jwks_url = format!("{auth_url}/api/auth/.well-known/jwks.json");
+    config.jwt_issuer = auth_config.jwt_issuer.clone();
+    config.common.retry_delays_ms = "50,100".into();
+    adjust(&mut config);
+    let app = accounts::startup::Application::build(config.clone())
+        .await
+        .unwrap();
+    let accounts_url = format!("http://127.0.0.1:{}", app.port());
+    servers.push(app.server_handle());
+    tokio::spawn(app.run_until_stopped());
+
+    let platform = Platform {
+        auth_url,
+        accounts_url,
+        auth_config,
+        client: reqwest::Client::new(),
+        _bus: bus,
+        db,
+        _auth_db: auth_db,
+        servers,
+    };
+    for url in [platform.auth("/readyz"), platform.accounts("/readyz")] {
+        let ready = testkit::eventually(Duration::from_secs(20), || async {
+            platform
+                .client
+                .get(&url)
+                .send()
+                .await
+                .ok()?
+                .status()
+                .is_success()
+                .then_some(())
+        })
+        .await;
+        assert!(ready.is_some(), "{url} not ready");
+    }
+    platform
+}
+
+pub fn new_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap()
+}
+
+pub fn unique_email() -> String {
+    format!("user-{}@example.com", uuid::Uuid::new_v4().simple())
+}
+
+/// A signed-in person: their id, access token and a client holding the refresh cookie.
+pub struct Person {
+    pub id: String,
+    pub email: String,
+    pub token: String,
+    pub device: reqwest::Client,
+}
+
+impl Platform {
+    pub fn auth(&self, path: &str) -> String {
+        format!("{}/api/auth{path}", self.auth_url)
+    }
+
+    pub fn accounts(&self, path: &str) -> String {
+        format!("{}/api/accounts{path}", self.accounts_url)
+    }
+
+    pub async fn login(&self, email: &str) -> Person {
+        let device = new_client();
+        let response = device
+            .post(self.auth("/login"))
+            .json(&json!({"email": email, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "login {email}");
+        let body: Value = response.json().await.unwrap();
+        Person {
+            id: body["user"]["id"].as_str().unwrap().to_string(),
+            email: email.to_string(),
+            token: body["access_token"].as_str().unwrap().to_string(),
+            device,
+        }
+    }
+
+    /// Registers through auth, waits for the profile in accounts, logs in.
+    pub async fn user(&self) -> Person {
+        let email = unique_email();
+        let response = self
+            .client
+            .post(self.auth("/register"))
+            .json(&json!({"email": email, "password": PASSWORD, "display_name": "Test User"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let person = self.login(&email).await;
+        self.wait_for_profile(&person.id).await;
+        person
+    }
+
+    /// An administrator made with `auth create-admin`.
+    pub async fn admin(&self) -> Person {
+        let email = unique_email();
+        auth::cli::create_admin(
+            self.auth_config.clone(),
+            domain::Email::parse(&email).unwrap(),
+            domain::DisplayName::parse("Admin").unwrap(),
+            domain::Password::parse(PASSWORD).unwrap(),
+        )
+        .await
+        .unwrap();
+        let person = self.login(&email).await;
+        self.wait_for_profile(&person.id).await;
+        person
+    }
+
+    /// Refreshes until the access token carries `role` (auth learns roles from events).
+    pub async fn refreshed_roles(&self, person: &Person, role: &str) -> Person {
+        let token = testkit::eventually(Duration::from_secs(10), || async {
+            let body: Value = person
+                .device
+                .post(self.auth("/refresh"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let has = body["user"]["roles"].as_array()?.iter().any(|r| r == role);
+            has.then(|| body["access_token"].as_str().map(str::to_string))
+                .flatten()
+        })
+        .await
+        .unwrap_or_else(|| panic!("roles never included {role}"));
+        Person {
+            id: person.id.clone(),
+            email: person.email.clone(),
+            token,
+            device: person.device.clone(),
+        }
+    }
+
+    pub async fn wait_for_profile(&self, id: &str) {
+        let found = testkit::eventually(Duration::from_secs(10), || async {
+            (self.count(&format!(
+                "SELECT count(*) AS n FROM profiles WHERE id = '{id}'"
+            )) == 1)
+                .then_some(())
+        })
+        .await;
+        assert!(found.is_some(), "profile {id} never appeared");
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .request(method, self.accounts(path))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
+        self.call(Method::GET, path, token, None).await
+    }
+
+    pub fn count(&self, sql: &str) -> i64 {
+        use diesel::prelude::*;
+        #[derive(QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        diesel::sql_query(sql)
+            .get_result::<Count>(&mut self.db.connect().unwrap())
+            .unwrap()
+            .n
+    }
+}
+
+/// A worker writing emails as files to a folder of its own, on `bus`.
+pub async fn file_worker(bus: &TestBus) -> (actix_web::dev::ServerHandle, TestDatabase, String) {
+    let db = database(
+        "worker",
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../services/worker/migrations"
+        ),
+        |conn| platform::db::migrate(conn, worker::MIGRATIONS, worker::MIGRATION_LOCK).map(|_| ()),
+    );
+    let mut config = worker::config::Config::defaults().unwrap();
+    config.common.host = "127.0.0.1".into();
+    config.port = 0;
+    config.database_url = SecretString::from(db.url().to_string());
+    config.common.database_pool_size = 4;
+    config.common.amqp_prefix = bus.prefix().to_string();
+    config.common.retry_delays_ms = "100".into();
+    config.public_base_url = "https://app.example.com".into();
+    config.email_transport = worker::config::EmailTransport::File;
+    let outbox = std::env::temp_dir()
+        .join(format!("e2e-mail-{}", uuid::Uuid::new_v4().simple()))
+        .display()
+        .to_string();
+    config.email_outbox_dir = outbox.clone();
+    bus.track_consumer(&worker::email::handler::EmailHandler::spec(
+        vec![Duration::from_millis(100)],
+        16,
+        8,
+    ));
+    let app = worker::startup::Application::build(config).await.unwrap();
+    let server = app.server_handle();
+    tokio::spawn(app.run_until_stopped());
+    (server, db, outbox)
+}
