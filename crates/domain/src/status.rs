@@ -50,6 +50,7 @@ macro_rules! text_state {
     Deserialize,
     diesel::AsExpression,
     diesel::FromSqlRow,
+    utoipa::ToSchema,
 )]
 #[diesel(sql_type = diesel::sql_types::Text)]
 #[serde(rename_all = "lowercase")]

@@ -117,15 +117,15 @@ pub fn bad_setting_is_one_line(binary: &str, variable: &str, value: &str) {
     assert!(lines[0].contains(variable), "{stderr}");
 }
 
-/// What every service serves besides its API: liveness, readiness with
-/// database and broker, an OpenAPI document covering each route of
-/// `routes` (method, path), the offline docs page and `/metrics`.
-pub async fn serves_platform_routes(
-    address: &str,
-    prefix: &str,
-    routes: &[(&str, &str)],
-    service: &str,
-) {
+/// What every service serves besides its API (liveness, readiness with
+/// database and broker, the offline docs page, `/metrics`), and that its
+/// OpenAPI document and its routes agree: every documented operation is
+/// served (asked without credentials or body, it answers one of its
+/// documented statuses, never the fallback's 404 or 405), every other
+/// method on a documented path is a 405 whose `Allow` lists exactly the
+/// documented ones, and an undocumented path is a 404. Handlers can only
+/// be mounted with their documentation, so nothing is served undocumented.
+pub async fn serves_platform_routes(address: &str, prefix: &str, service: &str) {
     let client = reqwest::Client::new();
     let get = |path: String| {
         let client = client.clone();
@@ -159,31 +159,58 @@ pub async fn serves_platform_routes(
             .is_some_and(|v| v.starts_with("3.")),
         "{spec}"
     );
-    for (method, path) in routes {
-        if ["/healthz", "/readyz", "/openapi.json", "/docs"]
+    let operations = documented_operations(&spec);
+    assert!(
+        operations
             .iter()
-            .any(|p| path.ends_with(p))
-        {
-            continue;
-        }
+            .any(|(_, path, _)| path.as_str() == format!("{prefix}/healthz")),
+        "{service}: the operational routes are not documented"
+    );
+    let mut ids = std::collections::HashSet::new();
+    for (method, path, operation) in &operations {
+        let id = operation["operationId"].as_str().unwrap_or_default();
         assert!(
-            spec["paths"][*path][method.to_lowercase()].is_object(),
-            "{method} {path} is missing from openapi.json"
+            ids.insert(id.to_string()),
+            "{service}: operationId {id} twice"
+        );
+        let concrete = concrete(path);
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET);
+        let response = match client
+            .request(method.clone(), format!("{address}{concrete}"))
+            .send()
+            .await
+        {
+            Ok(response) => response,
+            Err(err) => panic!("{method} {concrete}: {err}"),
+        };
+        let status = response.status().as_u16().to_string();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        assert!(
+            operation["responses"][&status].is_object(),
+            "{service}: {method} {path} answered {status}, which its documentation does not list: {body}"
+        );
+        assert!(
+            body["code"] != "method_not_allowed" && body["detail"] != "no such route",
+            "{service}: {method} {path} is documented but not served: {body}"
         );
     }
 
-    // Each path of the table, asked with a method it does not serve: a 405
-    // whose Allow lists the table's methods for that path.
-    let trace = reqwest::Method::TRACE;
-    for (_, path) in routes {
-        let allowed: Vec<&str> = routes
+    // Each documented path, asked with a method it does not serve: a 405
+    // whose Allow lists its documented methods.
+    for path in operations
+        .iter()
+        .map(|(_, path, _)| path)
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        let mut documented: Vec<&str> = operations
             .iter()
-            .filter(|(_, other)| other == path)
-            .map(|(method, _)| *method)
+            .filter(|(_, other, _)| other == path)
+            .map(|(method, _, _)| method.as_str())
             .collect();
-        let concrete = path.replace("{id}", "0193b7d8-5d6c-7a36-9d5e-3a1f0c2b4e51");
+        documented.sort_unstable();
+        let concrete = concrete(path);
         let response = match client
-            .request(trace.clone(), format!("{address}{concrete}"))
+            .request(reqwest::Method::TRACE, format!("{address}{concrete}"))
             .send()
             .await
         {
@@ -191,15 +218,18 @@ pub async fn serves_platform_routes(
             Err(err) => panic!("TRACE {concrete}: {err}"),
         };
         assert_eq!(response.status(), 405, "TRACE {concrete}");
-        assert_eq!(
-            response
-                .headers()
-                .get("allow")
-                .and_then(|v| v.to_str().ok()),
-            Some(allowed.join(", ").as_str()),
-            "TRACE {concrete}"
-        );
+        let mut allowed: Vec<&str> = response
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .split(", ")
+            .collect();
+        allowed.sort_unstable();
+        assert_eq!(allowed, documented, "Allow of {concrete}");
     }
+    let unknown = get(format!("{address}{prefix}/no-such-route")).await;
+    assert_eq!(unknown.status(), 404);
 
     let docs = get(format!("{address}{prefix}/docs"))
         .await
@@ -233,6 +263,37 @@ pub async fn serves_platform_routes(
         "{metrics}"
     );
     assert!(metrics.contains("http_request_duration_seconds_bucket"));
+}
+
+/// `(METHOD, path, operation)` for every operation of an OpenAPI document.
+pub fn documented_operations(spec: &serde_json::Value) -> Vec<(String, String, serde_json::Value)> {
+    let mut operations = Vec::new();
+    if let Some(paths) = spec["paths"].as_object() {
+        for (path, item) in paths {
+            for method in [
+                "get", "put", "post", "delete", "options", "head", "patch", "trace",
+            ] {
+                if item[method].is_object() {
+                    operations.push((method.to_uppercase(), path.clone(), item[method].clone()));
+                }
+            }
+        }
+    }
+    operations
+}
+
+/// A documented path with each `{parameter}` filled in.
+fn concrete(path: &str) -> String {
+    path.split('/')
+        .map(|segment| {
+            if segment.starts_with('{') && segment.ends_with('}') {
+                "0193b7d8-5d6c-7a36-9d5e-3a1f0c2b4e51"
+            } else {
+                segment
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 #[cfg(test)]

@@ -19,7 +19,16 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
-pub const OPENAPI: &str = include_str!("../openapi.json");
+/// How the service names itself in its API document and docs page.
+pub const DOCS: ApiDocs = ApiDocs {
+    title: "accounts API",
+    description: "The user directory; the authority for roles and account status.",
+};
+
+/// The service's API document, as it serves it at `/api/accounts/openapi.json`.
+pub fn openapi() -> anyhow::Result<utoipa::openapi::OpenApi> {
+    Ok(server::openapi(routes::PREFIX, DOCS, routes::configure)?)
+}
 
 pub struct Application(Running);
 
@@ -68,10 +77,7 @@ impl Application {
         let spec = HttpSpec {
             prefix: routes::PREFIX,
             readiness: bus::readiness(pool.clone(), broker.status.clone()),
-            docs: ApiDocs {
-                title: "accounts API",
-                openapi_json: OPENAPI,
-            },
+            docs: DOCS,
             metrics: Metrics::new(crate::SERVICE)?,
             shutdown_grace: config.common.shutdown_grace(),
         };

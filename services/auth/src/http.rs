@@ -17,7 +17,9 @@ use serde::Serialize;
 
 pub const REFRESH_COOKIE: &str = "refresh_token";
 
-#[derive(Serialize)]
+/// An access token, and the user it is for; the refresh token travels in
+/// the `refresh_token` cookie.
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TokenAnswer {
     pub access_token: String,
     pub token_type: &'static str,

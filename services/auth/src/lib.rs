@@ -14,6 +14,7 @@ pub mod signup;
 pub mod startup;
 pub mod state;
 pub mod store;
+pub mod throttling;
 
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 

@@ -22,7 +22,16 @@ use std::net::TcpListener;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-pub const OPENAPI: &str = include_str!("../openapi.json");
+/// How the service names itself in its API document and docs page.
+pub const DOCS: ApiDocs = ApiDocs {
+    title: "auth API",
+    description: "Identities, passwords, sessions with rotating refresh tokens, access tokens and their keys.",
+};
+
+/// The service's API document, as it serves it at `/api/auth/openapi.json`.
+pub fn openapi() -> anyhow::Result<utoipa::openapi::OpenApi> {
+    Ok(server::openapi(routes::PREFIX, DOCS, routes::configure)?)
+}
 
 pub struct Application(Running);
 
@@ -89,10 +98,7 @@ impl Application {
         let spec = HttpSpec {
             prefix: routes::PREFIX,
             readiness: bus::readiness(pool.clone(), broker.status.clone()),
-            docs: ApiDocs {
-                title: "auth API",
-                openapi_json: OPENAPI,
-            },
+            docs: DOCS,
             metrics: Metrics::new(crate::SERVICE)?,
             shutdown_grace: config.common.shutdown_grace(),
         };

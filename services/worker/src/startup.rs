@@ -15,7 +15,15 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 
-pub const OPENAPI: &str = include_str!("../openapi.json");
+/// How the worker names itself in its API document and docs page (it
+/// serves only health, readiness and metrics).
+pub const DOCS: ApiDocs = ApiDocs {
+    title: "worker",
+    description: "Consumes the email queue; serves health, readiness and metrics.",
+};
+
+/// The worker's routes live under this prefix.
+pub const PREFIX: &str = "/api/worker";
 
 pub struct Application(Running);
 
@@ -100,12 +108,9 @@ impl Application {
             sending: Default::default(),
         };
         let spec = HttpSpec {
-            prefix: "/api/worker",
+            prefix: PREFIX,
             readiness: bus::readiness(pool, broker.status.clone()),
-            docs: ApiDocs {
-                title: "worker",
-                openapi_json: OPENAPI,
-            },
+            docs: DOCS,
             metrics,
             shutdown_grace: config.common.shutdown_grace(),
         };

@@ -1,7 +1,6 @@
 //! Liveness, readiness, metrics and API docs routes shared by every service.
 
-use super::metrics::metrics_handler;
-use actix_web::{web, HttpResponse};
+use actix_web::{get, web, HttpResponse};
 use futures_util::future::{join_all, BoxFuture};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -56,70 +55,36 @@ impl Readiness {
     }
 }
 
-/// The service's static API description and the docs page that renders it.
+/// The service's name in its API document and docs page.
 #[derive(Clone, Copy)]
 pub struct ApiDocs {
     pub title: &'static str,
-    pub openapi_json: &'static str,
+    pub description: &'static str,
 }
+
+/// The API document, generated from the routes at startup, as served.
+#[derive(Clone)]
+pub struct OpenApiJson(pub String);
+
+/// The docs page, for the service's prefix.
+#[derive(Clone)]
+pub struct DocsPage(pub String);
 
 const SWAGGER_JS: &str = include_str!("../../assets/swagger-ui/swagger-ui-bundle.js");
 const SWAGGER_CSS: &str = include_str!("../../assets/swagger-ui/swagger-ui.css");
 
-/// Mounts `{prefix}/healthz`, `{prefix}/readyz`, `{prefix}/openapi.json`,
-/// `{prefix}/docs` and `/metrics`.
-pub fn mount(cfg: &mut web::ServiceConfig, prefix: &str, readiness: Readiness, docs: ApiDocs) {
-    let readiness = web::Data::new(readiness);
-    cfg.route(&format!("{prefix}/healthz"), web::get().to(healthz))
-        .service(
-            web::resource(format!("{prefix}/readyz"))
-                .app_data(readiness)
-                .route(web::get().to(readyz)),
-        )
-        .route("/metrics", web::get().to(metrics_handler))
-        .route(
-            &format!("{prefix}/openapi.json"),
-            web::get().to(move || async move {
-                HttpResponse::Ok()
-                    .content_type("application/json")
-                    .body(docs.openapi_json)
-            }),
-        )
-        .route(
-            &format!("{prefix}/docs"),
-            web::get().to({
-                let page = docs_page(prefix, docs.title);
-                move || {
-                    let page = page.clone();
-                    async move {
-                        HttpResponse::Ok()
-                            .content_type("text/html; charset=utf-8")
-                            .body(page)
-                    }
-                }
-            }),
-        )
-        .route(
-            &format!("{prefix}/docs/swagger-ui-bundle.js"),
-            web::get().to(|| async {
-                HttpResponse::Ok()
-                    .content_type("application/javascript")
-                    .insert_header(("cache-control", "public, max-age=86400"))
-                    .body(SWAGGER_JS)
-            }),
-        )
-        .route(
-            &format!("{prefix}/docs/swagger-ui.css"),
-            web::get().to(|| async {
-                HttpResponse::Ok()
-                    .content_type("text/css")
-                    .insert_header(("cache-control", "public, max-age=86400"))
-                    .body(SWAGGER_CSS)
-            }),
-        );
+/// Mounts `healthz`, `readyz`, `openapi.json` and `docs` in the service's
+/// scope; `/metrics` is mounted beside the scope by the server.
+pub fn mount(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(healthz)
+        .service(readyz)
+        .service(openapi_json)
+        .service(docs)
+        .service(docs_script)
+        .service(docs_style);
 }
 
-fn docs_page(prefix: &str, title: &str) -> String {
+pub(super) fn docs_page(prefix: &str, title: &str) -> String {
     format!(
         r##"<!doctype html>
 <html lang="en">
@@ -140,10 +105,23 @@ window.ui = SwaggerUIBundle({{ url: "{prefix}/openapi.json", dom_id: "#swagger-u
     )
 }
 
+/// Alive: the process answers.
+#[utoipa::path(tag = "operations", responses((status = 200, description = "The process is alive")))]
+#[get("/healthz")]
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
+/// Ready: the database and the broker are reachable and the replica is not
+/// shutting down.
+#[utoipa::path(
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready to serve; `checks` has `ok` for each dependency"),
+        (status = 503, description = "Not ready: `checks` names the dependency that is down, or `status` is `draining`"),
+    )
+)]
+#[get("/readyz")]
 async fn readyz(
     readiness: web::Data<Readiness>,
     lifecycle: Option<web::Data<super::lifecycle::Lifecycle>>,
@@ -160,4 +138,43 @@ async fn readyz(
     } else {
         HttpResponse::ServiceUnavailable().json(json!({"status": "unavailable", "checks": checks}))
     }
+}
+
+/// This document, generated from the service's routes and types.
+#[utoipa::path(tag = "operations", responses((status = 200, description = "OpenAPI 3.1 document")))]
+#[get("/openapi.json")]
+async fn openapi_json(document: web::Data<OpenApiJson>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(document.0.clone())
+}
+
+/// The API docs (Swagger UI, served from the binary: nothing loads from
+/// the network).
+#[utoipa::path(tag = "operations", responses((status = 200, description = "HTML page")))]
+#[get("/docs")]
+async fn docs(page: web::Data<DocsPage>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(page.0.clone())
+}
+
+/// The docs page's script.
+#[utoipa::path(tag = "operations", responses((status = 200, description = "JavaScript")))]
+#[get("/docs/swagger-ui-bundle.js")]
+async fn docs_script() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/javascript")
+        .insert_header(("cache-control", "public, max-age=86400"))
+        .body(SWAGGER_JS)
+}
+
+/// The docs page's style sheet.
+#[utoipa::path(tag = "operations", responses((status = 200, description = "CSS")))]
+#[get("/docs/swagger-ui.css")]
+async fn docs_style() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/css")
+        .insert_header(("cache-control", "public, max-age=86400"))
+        .body(SWAGGER_CSS)
 }

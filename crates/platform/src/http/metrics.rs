@@ -1,7 +1,7 @@
 //! Prometheus metrics: one registry per running service (tests run several
 //! services in one process), exposed as text at `GET /metrics`.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{get, web, HttpResponse};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
@@ -56,7 +56,10 @@ impl Metrics {
     }
 }
 
-pub async fn metrics_handler(metrics: web::Data<Metrics>) -> HttpResponse {
+/// Prometheus metrics (not routed by the gateway).
+#[utoipa::path(tag = "operations", responses((status = 200, description = "Prometheus text format")))]
+#[get("/metrics")]
+pub async fn metrics(metrics: web::Data<Metrics>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(metrics.render())

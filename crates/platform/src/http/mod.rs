@@ -6,6 +6,7 @@ pub mod lifecycle;
 pub mod limits;
 pub mod metrics;
 pub mod middleware;
+pub mod openapi;
 pub mod pagination;
 pub mod problem;
 pub mod respond;

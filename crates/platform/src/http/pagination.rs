@@ -46,9 +46,10 @@ impl PageRequest {
 }
 
 /// A page of `T`, from at most [`PageRequest::rows_to_read`] rows.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
+    /// Pass it back as `cursor` for the next page; `null` on the last.
     pub next_cursor: Option<String>,
 }
 

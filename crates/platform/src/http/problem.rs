@@ -9,7 +9,7 @@ use std::fmt;
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
 /// One field that failed validation.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
@@ -30,7 +30,10 @@ impl FieldError {
 #[serde(transparent)]
 pub struct Problem(Box<ProblemBody>);
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// An RFC 9457 problem: `code` is stable and machine-readable; `errors`
+/// names each field that is wrong.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(title = "Problem")]
 pub struct ProblemBody {
     #[serde(rename = "type")]
     pub type_: String,
@@ -42,6 +45,7 @@ pub struct ProblemBody {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
     #[serde(skip)]
+    #[schema(ignore)]
     headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
@@ -210,28 +214,67 @@ impl ResponseError for Problem {
     }
 }
 
-/// Default service: unknown routes answer problem+json too.
-pub async fn not_found() -> HttpResponse {
-    Problem::not_found("no such route").to_response()
+/// A service's route table, `(method, path pattern)` with `{name}`
+/// standing for one path segment: read from its OpenAPI document, which
+/// is generated from the handlers that are mounted.
+#[derive(Debug, Clone, Default)]
+pub struct RouteTable(Vec<(String, String)>);
+
+impl RouteTable {
+    pub fn new(routes: Vec<(String, String)>) -> Self {
+        Self(routes)
+    }
+
+    /// Every operation of `api`, methods in upper case.
+    pub fn from_openapi(api: &utoipa::openapi::OpenApi) -> Self {
+        let mut routes = Vec::new();
+        for (path, item) in &api.paths.paths {
+            for (method, operation) in [
+                ("GET", &item.get),
+                ("PUT", &item.put),
+                ("POST", &item.post),
+                ("DELETE", &item.delete),
+                ("OPTIONS", &item.options),
+                ("HEAD", &item.head),
+                ("PATCH", &item.patch),
+                ("TRACE", &item.trace),
+            ] {
+                if operation.is_some() {
+                    routes.push((method.to_string(), path.clone()));
+                }
+            }
+        }
+        Self(routes)
+    }
+
+    pub fn routes(&self) -> &[(String, String)] {
+        &self.0
+    }
+
+    /// The methods served at `path`, in table order.
+    pub fn methods_for(&self, path: &str) -> Vec<&str> {
+        let mut methods: Vec<&str> = Vec::new();
+        for (method, pattern) in &self.0 {
+            if path_matches(pattern, path) && !methods.contains(&method.as_str()) {
+                methods.push(method);
+            }
+        }
+        methods
+    }
 }
 
-/// A route table: `(method, path pattern)`, `{name}` standing for one
-/// path segment.
-pub type Routes = &'static [(&'static str, &'static str)];
-
-/// Default service of a service's scope: a path of `routes` asked with a
-/// method it does not serve is a 405 whose `Allow` lists the ones it does
-/// (RFC 9110 §15.5.6); any other path a 404.
-pub fn fallback(
-    routes: Routes,
-) -> impl Fn(HttpRequest) -> std::future::Ready<HttpResponse> + Clone + 'static {
-    move |request: HttpRequest| {
-        let allowed = methods_for(routes, request.path());
-        std::future::ready(if allowed.is_empty() {
-            Problem::not_found("no such route").to_response()
-        } else {
-            method_not_allowed(&allowed).to_response()
-        })
+/// Default service of every service: a path of its route table asked with
+/// a method it does not serve is a 405 whose `Allow` lists the ones it
+/// does (RFC 9110 §15.5.6); any other path a 404.
+pub async fn fallback(request: HttpRequest) -> HttpResponse {
+    let table = request.app_data::<actix_web::web::Data<RouteTable>>();
+    let allowed = table
+        .map(|table| table.methods_for(request.path()))
+        .unwrap_or_default();
+    if allowed.is_empty() {
+        Problem::not_found("no such route").to_response()
+    } else {
+        method_not_allowed(&allowed).to_response()
     }
 }
 
@@ -247,17 +290,6 @@ fn method_not_allowed(allowed: &[&str]) -> Problem {
         Ok(value) => problem.header(header::ALLOW, value),
         Err(_) => problem,
     }
-}
-
-/// The methods `routes` serve at `path`, in table order.
-fn methods_for(routes: Routes, path: &str) -> Vec<&'static str> {
-    let mut methods = Vec::new();
-    for (method, pattern) in routes {
-        if path_matches(pattern, path) && !methods.contains(method) {
-            methods.push(*method);
-        }
-    }
-    methods
 }
 
 fn path_matches(pattern: &str, path: &str) -> bool {
@@ -279,20 +311,35 @@ fn path_matches(pattern: &str, path: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::methods_for;
+    use super::RouteTable;
 
-    const ROUTES: super::Routes = &[
-        ("GET", "/api/x/me"),
-        ("PATCH", "/api/x/me"),
-        ("GET", "/api/x/users/{id}"),
-        ("POST", "/api/x/users/{id}/disable"),
-    ];
+    fn table() -> RouteTable {
+        RouteTable::new(
+            [
+                ("GET", "/api/x/me"),
+                ("PATCH", "/api/x/me"),
+                ("GET", "/api/x/users/{id}"),
+                ("POST", "/api/x/users/{id}/disable"),
+            ]
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect(),
+        )
+    }
+
+    fn methods_for(path: &str) -> Vec<String> {
+        table()
+            .methods_for(path)
+            .into_iter()
+            .map(str::to_string)
+            .collect()
+    }
 
     #[test]
     fn a_known_path_lists_its_methods() {
-        assert_eq!(methods_for(ROUTES, "/api/x/me"), ["GET", "PATCH"]);
-        assert_eq!(methods_for(ROUTES, "/api/x/users/42"), ["GET"]);
-        assert_eq!(methods_for(ROUTES, "/api/x/users/42/disable"), ["POST"]);
+        assert_eq!(methods_for("/api/x/me"), ["GET", "PATCH"]);
+        assert_eq!(methods_for("/api/x/users/42"), ["GET"]);
+        assert_eq!(methods_for("/api/x/users/42/disable"), ["POST"]);
     }
 
     #[test]
@@ -305,7 +352,7 @@ mod tests {
             "/api/x/users/42/enable",
             "/api/x/users/42/disable/again",
         ] {
-            assert!(methods_for(ROUTES, path).is_empty(), "{path}");
+            assert!(methods_for(path).is_empty(), "{path}");
         }
     }
 }

@@ -3,15 +3,18 @@
 //! way down of [`super::lifecycle`], and background tasks that stop after
 //! the server has drained.
 
-use super::health::{self, ApiDocs, Readiness};
+use super::health::{self, ApiDocs, DocsPage, OpenApiJson, Readiness};
 use super::lifecycle::{self, Lifecycle};
 use super::metrics::Metrics;
+use super::problem::RouteTable;
 use crate::Shutdown;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use std::net::TcpListener;
 use std::time::Duration;
+use utoipa_actix_web::service_config::ServiceConfig;
+use utoipa_actix_web::AppExt;
 
 /// What is the same for every service's HTTP server.
 #[derive(Clone)]
@@ -28,34 +31,102 @@ pub struct HttpSpec {
 /// Longest wait for long-lived connections to close after being told to.
 const LONG_LIVED_CLOSE_LIMIT: Duration = Duration::from_secs(10);
 
+/// The service's routes: added to its scope, each handler annotated with
+/// `#[utoipa::path]`, so that routing, the 405 answers and the OpenAPI
+/// document all come from this one declaration.
+pub type Configure = fn(&mut ServiceConfig);
+
+/// The app every service serves: the shared middleware, extractor settings,
+/// app data and operational routes, the service's routes from `configure`
+/// in its scope, and the API document generated from all of them. Used by
+/// [`serve`], and by tests that read the document without a server.
+pub fn app<F>(
+    spec: &HttpSpec,
+    lifecycle: &Lifecycle,
+    configure: F,
+) -> (
+    App<
+        impl actix_web::dev::ServiceFactory<
+            actix_web::dev::ServiceRequest,
+            Config = (),
+            Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+            Error = actix_web::Error,
+            InitError = (),
+        >,
+    >,
+    utoipa::openapi::OpenApi,
+)
+where
+    F: FnOnce(&mut ServiceConfig),
+{
+    let (app, mut api) = App::new()
+        .wrap(from_fn(super::limits::request_head))
+        .wrap(from_fn(lifecycle::close_connections_while_draining))
+        .wrap(from_fn(super::middleware::request_telemetry))
+        .app_data(web::Data::new(spec.metrics.clone()))
+        .app_data(web::Data::new(lifecycle.clone()))
+        .app_data(web::Data::new(spec.readiness.clone()))
+        .app_data(web::Data::new(DocsPage(health::docs_page(
+            spec.prefix,
+            spec.docs.title,
+        ))))
+        .configure(super::configure_extractors)
+        .into_utoipa_app()
+        .openapi(super::openapi::base(spec.docs))
+        .service(
+            utoipa_actix_web::scope(spec.prefix)
+                .configure(health::mount)
+                .configure(configure),
+        )
+        .service(super::metrics::metrics)
+        .split_for_parts();
+    super::openapi::finish(&mut api);
+    let routes = RouteTable::from_openapi(&api);
+    let document = OpenApiJson(api.to_json().unwrap_or_default());
+    let app = app
+        .app_data(web::Data::new(routes))
+        .app_data(web::Data::new(document))
+        .default_service(web::to(super::problem::fallback));
+    (app, api)
+}
+
+/// The API document of a service, as [`serve`] publishes it, without a
+/// server (for tests and tools). `configure` may register app data its
+/// routes need; none of it runs.
+pub fn openapi<F>(
+    prefix: &'static str,
+    docs: ApiDocs,
+    configure: F,
+) -> Result<utoipa::openapi::OpenApi, prometheus::Error>
+where
+    F: FnOnce(&mut ServiceConfig),
+{
+    let spec = HttpSpec {
+        prefix,
+        readiness: Readiness::new(),
+        docs,
+        metrics: Metrics::new("openapi")?,
+        shutdown_grace: Duration::ZERO,
+    };
+    Ok(app(&spec, &Lifecycle::default(), configure).1)
+}
+
 /// Starts serving on `listener`; `configure` adds the service's own app data
 /// and routes. Signals are the service's own (see [`Running::run_until_stopped`]).
 pub fn serve<F>(listener: TcpListener, spec: HttpSpec, configure: F) -> std::io::Result<Running>
 where
-    F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
+    F: Fn(&mut ServiceConfig) + Send + Clone + 'static,
 {
     let port = listener.local_addr()?.port();
     let lifecycle = Lifecycle::default();
     let grace = spec.shutdown_grace;
     let server = {
         let lifecycle = lifecycle.clone();
-        HttpServer::new(move || {
-            let spec = spec.clone();
-            App::new()
-                .wrap(from_fn(super::limits::request_head))
-                .wrap(from_fn(lifecycle::close_connections_while_draining))
-                .wrap(from_fn(super::middleware::request_telemetry))
-                .app_data(web::Data::new(spec.metrics.clone()))
-                .app_data(web::Data::new(lifecycle.clone()))
-                .configure(super::configure_extractors)
-                .configure(|cfg| health::mount(cfg, spec.prefix, spec.readiness.clone(), spec.docs))
-                .configure(configure.clone())
-                .default_service(web::to(super::problem::not_found))
-        })
-        .listen(listener)?
-        .disable_signals()
-        .shutdown_timeout(30)
-        .run()
+        HttpServer::new(move || app(&spec, &lifecycle, configure.clone()).0)
+            .listen(listener)?
+            .disable_signals()
+            .shutdown_timeout(30)
+            .run()
     };
     Ok(Running {
         port,

@@ -1,13 +1,15 @@
 use crate::error::{Error, Result};
 use crate::state::AppState;
-use crate::store::profiles::{self, ProfileChanges, ProfileRow};
-use actix_web::{web, HttpResponse};
+use crate::store::profiles::{self, Profile, ProfileChanges, ProfileRow};
+use actix_web::{get, patch, web, HttpResponse};
 use authn::Caller;
 use diesel::Connection;
 use domain::messages::AccountProfileUpdated;
 use domain::{DisplayName, UserId};
 use platform::db;
 use platform::http::extract::Json;
+use platform::http::openapi::{BodyProblems, Unauthorized, Unavailable};
+use platform::http::problem::ProblemBody;
 use platform::{FieldError, Problem};
 use serde::{Deserialize, Deserializer};
 
@@ -25,9 +27,23 @@ async fn load(state: &AppState, user_id: UserId) -> Result<ProfileRow> {
     state.profile(user_id).await?.ok_or_else(profile_missing)
 }
 
-/// `GET /me`.
-pub async fn show(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse> {
-    let profile = load(&state, caller.user_id).await?;
+/// The caller's profile.
+#[utoipa::path(
+    tag = "profile",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's profile", body = Profile),
+        (status = 404, description = "No profile yet: it appears moments after registration", body = ProblemBody, content_type = "application/problem+json"),
+        Unauthorized, Unavailable,
+    )
+)]
+#[get("/me")]
+pub async fn show_me(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse> {
+    current(&state, caller.user_id).await
+}
+
+async fn current(state: &AppState, user_id: UserId) -> Result<HttpResponse> {
+    let profile = load(state, user_id).await?;
     Ok(HttpResponse::Ok().json(profile.to_profile()))
 }
 
@@ -40,15 +56,25 @@ where
     Option::<T>::deserialize(deserializer).map(Some)
 }
 
-#[derive(Deserialize)]
+/// Fields to change; an absent field stays as it is, `null` clears it.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateBody {
+    /// 1 to 64 characters.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 64)]
     display_name: Option<String>,
+    /// An http(s) URL, at most 2048 characters.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     avatar_url: Option<Option<String>>,
+    /// A BCP 47 tag such as `pt-BR`.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     locale: Option<Option<String>>,
+    /// An IANA zone such as `Europe/Paris`, or `UTC`.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     timezone: Option<Option<String>>,
 }
 
@@ -136,9 +162,20 @@ fn parse(body: UpdateBody) -> std::result::Result<ProfileChanges, Problem> {
     }
 }
 
-/// `PATCH /me`: the caller's own display name, avatar, locale and time zone;
+/// The caller's own display name, avatar, locale and time zone;
 /// `account.profile_updated` leaves through the outbox.
-pub async fn update(
+#[utoipa::path(
+    tag = "profile",
+    security(("bearer" = [])),
+    request_body = UpdateBody,
+    responses(
+        (status = 200, description = "The updated profile", body = Profile),
+        (status = 404, description = "No profile yet", body = ProblemBody, content_type = "application/problem+json"),
+        BodyProblems, Unauthorized, Unavailable,
+    )
+)]
+#[patch("/me")]
+pub async fn update_me(
     state: web::Data<AppState>,
     caller: Caller,
     body: Json<UpdateBody>,
@@ -146,7 +183,7 @@ pub async fn update(
     let changes = parse(body.into_inner())?;
     let user_id = caller.user_id;
     if changes.is_empty() {
-        return show(state, caller).await;
+        return current(&state, user_id).await;
     }
     let profile = db::run(&state.pool, move |conn| {
         conn.transaction(|conn| {

@@ -1,30 +1,49 @@
 use crate::error::{Error, Result};
 use crate::state::AppState;
-use crate::store::profiles::{self, Filter, SearchTerm};
-use actix_web::{web, HttpResponse};
+use crate::store::profiles::{self, Filter, Profile, SearchTerm};
+use actix_web::{get, post, put, web, HttpResponse};
 use authn::Caller;
 use diesel::Connection;
 use domain::messages::{AccountDisabled, AccountEnabled, AccountRolesChanged};
 use domain::{AccountStatus, Role, UserId};
 use platform::db;
 use platform::http::extract::{Json, Query};
+use platform::http::openapi::{BodyProblems, Forbidden, Invalid, Unauthorized, Unavailable};
 use platform::http::pagination::{Page, PageRequest};
+use platform::http::problem::ProblemBody;
 use platform::Problem;
 use serde::Deserialize;
 use uuid::Uuid;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Matched case-insensitively anywhere in the email or display name;
+    /// at most 254 characters.
     q: Option<String>,
     role: Option<Role>,
     status: Option<AccountStatus>,
+    /// 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
+    /// `next_cursor` of the previous page; absent or empty for the first.
     cursor: Option<String>,
 }
 
-/// `GET /users`: admins search the directory.
-pub async fn list(
+/// Search the directory (admins), in id order.
+#[utoipa::path(
+    tag = "directory",
+    security(("bearer" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of profiles", body = Page<Profile>),
+        (status = 400, description = "A parameter is not UTF-8", body = ProblemBody, content_type = "application/problem+json"),
+        Invalid, Unauthorized, Forbidden, Unavailable,
+    )
+)]
+#[get("/users")]
+pub async fn list_users(
     state: web::Data<AppState>,
     caller: Caller,
     query: Query<ListQuery>,
@@ -57,8 +76,19 @@ pub async fn list(
     Ok(page.respond())
 }
 
-/// `GET /users/{id}`: admins and staff read a profile.
-pub async fn show(
+/// A profile (admins and staff).
+#[utoipa::path(
+    tag = "directory",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The user's id")),
+    responses(
+        (status = 200, description = "The profile", body = Profile),
+        (status = 404, description = "No such user", body = ProblemBody, content_type = "application/problem+json"),
+        Unauthorized, Forbidden, Unavailable,
+    )
+)]
+#[get("/users/{id}")]
+pub async fn show_user(
     state: web::Data<AppState>,
     caller: Caller,
     path: web::Path<Uuid>,
@@ -75,15 +105,29 @@ fn no_such_user() -> Error {
     Problem::not_found("no such user").into()
 }
 
-#[derive(Deserialize)]
+/// The user's roles, all of them (at least one).
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RolesBody {
+    #[schema(min_items = 1)]
     roles: Vec<Role>,
 }
 
-/// `PUT /users/{id}/roles`: admins set a user's roles; `account.roles_changed`.
+/// Set a user's roles (admins); `account.roles_changed`.
 /// An admin cannot take the admin role from themselves, so the platform
 /// always keeps an admin.
+#[utoipa::path(
+    tag = "directory",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The user's id")),
+    request_body = RolesBody,
+    responses(
+        (status = 200, description = "The updated profile", body = Profile),
+        (status = 404, description = "No such user", body = ProblemBody, content_type = "application/problem+json"),
+        BodyProblems, Unauthorized, Forbidden, Unavailable,
+    )
+)]
+#[put("/users/{id}/roles")]
 pub async fn set_roles(
     state: web::Data<AppState>,
     caller: Caller,
@@ -126,8 +170,19 @@ pub async fn set_roles(
     Ok(HttpResponse::Ok().json(profile.to_profile()))
 }
 
-/// `POST /users/{id}/disable`: every session of the user ends (auth acts on
-/// `account.disabled`). Admins cannot disable themselves.
+/// Disable an account (admins): every session of the user ends (auth acts
+/// on `account.disabled`). Admins cannot disable themselves.
+#[utoipa::path(
+    tag = "directory",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The user's id")),
+    responses(
+        (status = 200, description = "The profile, disabled", body = Profile),
+        (status = 404, description = "No such user", body = ProblemBody, content_type = "application/problem+json"),
+        Unauthorized, Forbidden, Unavailable,
+    )
+)]
+#[post("/users/{id}/disable")]
 pub async fn disable(
     state: web::Data<AppState>,
     caller: Caller,
@@ -141,7 +196,18 @@ pub async fn disable(
     change_status(&state, target, AccountStatus::Disabled).await
 }
 
-/// `POST /users/{id}/enable`.
+/// Enable an account again (admins); `account.enabled`.
+#[utoipa::path(
+    tag = "directory",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The user's id")),
+    responses(
+        (status = 200, description = "The profile, active", body = Profile),
+        (status = 404, description = "No such user", body = ProblemBody, content_type = "application/problem+json"),
+        Unauthorized, Forbidden, Unavailable,
+    )
+)]
+#[post("/users/{id}/enable")]
 pub async fn enable(
     state: web::Data<AppState>,
     caller: Caller,

@@ -28,7 +28,7 @@ pub struct ProfileRow {
 }
 
 /// The profile object of the API.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Profile {
     pub id: Uuid,
     pub email: Option<String>,

@@ -3,13 +3,8 @@ use crate::helpers::*;
 #[tokio::test]
 async fn health_docs_and_metrics() {
     let platform = spawn().await;
-    testkit::checks::serves_platform_routes(
-        &platform.accounts_url,
-        "/api/accounts",
-        accounts::routes::ROUTES,
-        "accounts",
-    )
-    .await;
+    testkit::checks::serves_platform_routes(&platform.accounts_url, "/api/accounts", "accounts")
+        .await;
 }
 
 #[test]

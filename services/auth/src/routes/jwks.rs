@@ -1,8 +1,16 @@
 use crate::error::Result;
 use crate::state::AppState;
+use actix_web::get;
 use actix_web::{web, HttpResponse};
 
 /// `GET /.well-known/jwks.json`: the current and previous public keys.
+#[utoipa::path(
+    tag = "keys",
+    responses(
+        (status = 200, description = "The current and the previous public signing keys", body = authn::JwkSet),
+    )
+)]
+#[get("/.well-known/jwks.json")]
 pub async fn jwks(state: web::Data<AppState>) -> Result<HttpResponse> {
     let keyring = state.keyring()?;
     Ok(HttpResponse::Ok()

@@ -1,58 +1,25 @@
 use crate::error::{Error, Result};
 use crate::http;
+use crate::http::TokenAnswer;
 use crate::state::AppState;
 use crate::store::{sessions, throttle, users};
+use crate::throttling::{record_failures, throttle_keys};
 use actix_web::http::StatusCode;
+use actix_web::post;
 use actix_web::{web, HttpRequest, HttpResponse};
 use domain::Email;
 use platform::db;
 use platform::http::extract::Json;
+use platform::http::openapi::{BodyProblems, Unavailable};
+use platform::http::problem::ProblemBody;
 use platform::Problem;
 use serde::Deserialize;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
     email: String,
     password: String,
-}
-
-/// The throttle keys of a login attempt, with their limits.
-pub fn throttle_keys(state: &AppState, email: &Email, ip: &str) -> [(String, u32); 2] {
-    [
-        (
-            format!("acct:{}", email.as_str()),
-            state.config.login_max_failures,
-        ),
-        (format!("ip:{ip}"), state.config.login_ip_max_failures),
-    ]
-}
-
-/// 429 if any of `keys` has used up its failures in the current window.
-pub async fn ensure_not_throttled(state: &AppState, keys: &[(String, u32)]) -> Result<()> {
-    let keys = keys.to_vec();
-    let window = state.throttle_window();
-    let wait = db::run(&state.pool, move |conn| {
-        let limits: Vec<(&str, u32)> = keys.iter().map(|(k, l)| (k.as_str(), *l)).collect();
-        throttle::blocked_for(conn, &limits, window).map_err(Error::from)
-    })
-    .await?;
-    match wait {
-        Some(seconds) => Err(Problem::too_many_requests(seconds).into()),
-        None => Ok(()),
-    }
-}
-
-pub async fn record_failures(state: &AppState, keys: &[(String, u32)]) -> Result<()> {
-    let keys = keys.to_vec();
-    let window = state.throttle_window();
-    db::run(&state.pool, move |conn| {
-        for (key, _) in &keys {
-            throttle::record_failure(conn, key, window)?;
-        }
-        Ok::<_, Error>(())
-    })
-    .await
 }
 
 fn invalid_credentials() -> Error {
@@ -67,6 +34,18 @@ fn invalid_credentials() -> Error {
 
 /// `POST /login`. An unknown email and a wrong password get the same answer
 /// after the same work (a dummy hash is verified).
+#[utoipa::path(
+    tag = "sessions",
+    request_body = LoginBody,
+    responses(
+        (status = 200, description = "Signed in; the refresh token is in the `refresh_token` cookie", body = TokenAnswer),
+        (status = 401, description = "The email or the password is wrong (the same answer for both)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The account is disabled", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failures for this account or address; see Retry-After", body = ProblemBody, content_type = "application/problem+json"),
+        BodyProblems, Unavailable,
+    )
+)]
+#[post("/login")]
 pub async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,

@@ -2,14 +2,26 @@ use crate::error::{Error, Result};
 use crate::http;
 use crate::state::AppState;
 use crate::store::sessions;
+use actix_web::post;
 use actix_web::{web, HttpRequest, HttpResponse};
 use authn::Caller;
 use platform::db;
+use platform::http::openapi::{Unauthorized, Unavailable};
+use platform::http::problem::ProblemBody;
 use platform::http::respond::no_content;
 use platform::Problem;
 
 /// `POST /logout`: ends the session of the bearer token, or else of the
 /// refresh cookie, and clears the cookie.
+#[utoipa::path(
+    tag = "sessions",
+    responses(
+        (status = 204, description = "The session ended; the cookie is cleared"),
+        (status = 403, description = "A cross-site request", body = ProblemBody, content_type = "application/problem+json"),
+        Unauthorized, Unavailable,
+    )
+)]
+#[post("/logout")]
 pub async fn logout(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
     http::refuse_cross_site(&state, &req)?;
     let session_id = match Caller::optional(&req).await? {
@@ -41,6 +53,15 @@ pub async fn logout(state: web::Data<AppState>, req: HttpRequest) -> Result<Http
 }
 
 /// `POST /logout-all`: ends every session of the caller.
+#[utoipa::path(
+    tag = "sessions",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Every session of the caller ended"),
+        Unauthorized, Unavailable,
+    )
+)]
+#[post("/logout-all")]
 pub async fn logout_all(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse> {
     http::live_session(&state, &caller).await?;
     let user_id = caller.user_id;

@@ -1,10 +1,11 @@
-use super::login::{ensure_not_throttled, record_failures, throttle_keys};
 use crate::domain::secret::Secret;
 use crate::error::{Error, Result};
 use crate::http;
 use crate::state::AppState;
 use crate::store::email_tokens::{self, Purpose};
 use crate::store::{sessions, users};
+use crate::throttling::{ensure_not_throttled, record_failures, throttle_keys};
+use actix_web::post;
 use actix_web::{web, HttpRequest, HttpResponse};
 use authn::Caller;
 use diesel::Connection;
@@ -12,12 +13,14 @@ use domain::messages::{EmailJob, EmailTemplate};
 use domain::{Email, Password};
 use platform::db;
 use platform::http::extract::Json;
+use platform::http::openapi::{BodyProblems, Unauthorized, Unavailable};
+use platform::http::problem::ProblemBody;
 use platform::http::respond::no_content;
 use platform::Problem;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeBody {
     current_password: String,
@@ -26,7 +29,18 @@ pub struct ChangeBody {
 
 /// `POST /password`: changes the caller's password and ends their other
 /// sessions. Wrong current passwords count towards the login throttle.
-pub async fn change(
+#[utoipa::path(
+    tag = "passwords",
+    security(("bearer" = [])),
+    request_body = ChangeBody,
+    responses(
+        (status = 204, description = "Changed; the caller's other sessions ended"),
+        (status = 429, description = "Too many wrong current passwords; see Retry-After", body = ProblemBody, content_type = "application/problem+json"),
+        BodyProblems, Unauthorized, Unavailable,
+    )
+)]
+#[post("/password")]
+pub async fn change_password(
     state: web::Data<AppState>,
     req: HttpRequest,
     caller: Caller,
@@ -71,7 +85,7 @@ pub async fn change(
     Ok(no_content())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ForgotBody {
     email: String,
@@ -79,7 +93,19 @@ pub struct ForgotBody {
 
 /// `POST /password/forgot`: always 202, so it cannot tell whether an account
 /// exists; a `password_reset` email job is queued when it does.
-pub async fn forgot(state: web::Data<AppState>, body: Json<ForgotBody>) -> Result<HttpResponse> {
+#[utoipa::path(
+    tag = "passwords",
+    request_body = ForgotBody,
+    responses(
+        (status = 202, description = "Accepted, whether or not the account exists; a `password_reset` email goes out if it does"),
+        BodyProblems, Unavailable,
+    )
+)]
+#[post("/password/forgot")]
+pub async fn forgot_password(
+    state: web::Data<AppState>,
+    body: Json<ForgotBody>,
+) -> Result<HttpResponse> {
     let email = Email::parse(&body.into_inner().email)
         .map_err(|e| Problem::invalid_field("email", e.to_string()))?;
     let queued = db::run(&state.pool, move |conn| {
@@ -119,7 +145,7 @@ pub async fn forgot(state: web::Data<AppState>, body: Json<ForgotBody>) -> Resul
         })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResetBody {
     token: String,
@@ -128,7 +154,19 @@ pub struct ResetBody {
 
 /// `POST /password/reset`: sets a new password with a single-use token and
 /// ends every session of the user.
-pub async fn reset(state: web::Data<AppState>, body: Json<ResetBody>) -> Result<HttpResponse> {
+#[utoipa::path(
+    tag = "passwords",
+    request_body = ResetBody,
+    responses(
+        (status = 204, description = "The password is set; every session of the user ended"),
+        BodyProblems, Unavailable,
+    )
+)]
+#[post("/password/reset")]
+pub async fn reset_password(
+    state: web::Data<AppState>,
+    body: Json<ResetBody>,
+) -> Result<HttpResponse> {
     let body = body.into_inner();
     if body.token.is_empty() {
         return Err(Problem::invalid_field("token", "must not be empty").into());

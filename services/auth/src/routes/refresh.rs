@@ -1,11 +1,15 @@
 use crate::error::{Error, Result};
 use crate::http;
+use crate::http::TokenAnswer;
 use crate::state::AppState;
 use crate::store::sessions::{self, Rotation};
 use actix_web::http::StatusCode;
+use actix_web::post;
 use actix_web::{web, HttpRequest, HttpResponse};
 use diesel::Connection;
 use platform::db;
+use platform::http::openapi::Unavailable;
+use platform::http::problem::ProblemBody;
 use platform::Problem;
 
 fn rejected(state: &AppState, detail: &str) -> HttpResponse {
@@ -22,6 +26,16 @@ fn rejected(state: &AppState, detail: &str) -> HttpResponse {
 
 /// `POST /refresh`: rotates the refresh cookie and issues a new access token
 /// with the user's current roles.
+#[utoipa::path(
+    tag = "sessions",
+    responses(
+        (status = 200, description = "A new access token; the cookie is rotated", body = TokenAnswer),
+        (status = 401, description = "No, an expired or a reused refresh token (a reuse ends the session)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "A cross-site request", body = ProblemBody, content_type = "application/problem+json"),
+        Unavailable,
+    )
+)]
+#[post("/refresh")]
 pub async fn refresh(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
     http::refuse_cross_site(&state, &req)?;
     let Some(presented) = http::presented_refresh(&req) else {

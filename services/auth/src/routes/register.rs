@@ -2,23 +2,32 @@ use crate::error::{Error, Result};
 use crate::signup::create_user;
 use crate::state::AppState;
 use crate::store::email_tokens::{self, Purpose};
-use crate::store::users::NewUser;
+use crate::store::users::{NewUser, PublicUser};
+use actix_web::post;
 use actix_web::{web, HttpResponse};
 use diesel::Connection;
 use domain::messages::{EmailJob, EmailTemplate, UserKind};
 use domain::{DisplayName, Email, Password, Role};
 use platform::db::{self, DbError};
 use platform::http::extract::Json;
+use platform::http::openapi::{BodyProblems, Unavailable};
+use platform::http::problem::ProblemBody;
 use platform::{FieldError, Problem};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterBody {
     email: String,
     password: String,
     display_name: String,
+}
+
+/// The answer to a registration: the new user (no token; sign in next).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Registered {
+    pub user: PublicUser,
 }
 
 struct Registration {
@@ -53,6 +62,16 @@ fn parse(body: RegisterBody) -> Result<Registration, Problem> {
 
 /// `POST /register`: creates a user; `user.registered` and a `verify_email`
 /// job leave through the outbox in the same transaction.
+#[utoipa::path(
+    tag = "identity",
+    request_body = RegisterBody,
+    responses(
+        (status = 201, description = "Created; `user.registered` and a `verify_email` job are queued", body = Registered),
+        (status = 409, description = "An account with this email exists", body = ProblemBody, content_type = "application/problem+json"),
+        BodyProblems, Unavailable,
+    )
+)]
+#[post("/register")]
 pub async fn register(
     state: web::Data<AppState>,
     body: Json<RegisterBody>,
@@ -108,5 +127,7 @@ pub async fn register(
     })
     .await?;
     state.relay.wake();
-    Ok(HttpResponse::Created().json(serde_json::json!({ "user": user.to_public() })))
+    Ok(HttpResponse::Created().json(Registered {
+        user: user.to_public(),
+    }))
 }

@@ -2,27 +2,31 @@ use crate::error::{Error, Result};
 use crate::http;
 use crate::state::AppState;
 use crate::store::sessions::{self, SessionRow};
+use actix_web::{delete, get};
 use actix_web::{web, HttpResponse};
 use authn::Caller;
 use chrono::{DateTime, Utc};
 use domain::SessionId;
 use platform::db;
 use platform::http::extract::Query;
+use platform::http::openapi::{Invalid, Unauthorized, Unavailable};
 use platform::http::pagination::{Page, PageRequest};
+use platform::http::problem::ProblemBody;
 use platform::http::respond::no_content;
 use platform::Problem;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
     limit: Option<i64>,
     cursor: Option<String>,
 }
 
-#[derive(Serialize)]
-struct SessionView {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SessionView {
     id: Uuid,
     created_at: DateTime<Utc>,
     last_used_at: DateTime<Utc>,
@@ -47,7 +51,18 @@ impl SessionView {
 }
 
 /// `GET /sessions`: the caller's live sessions, newest first.
-pub async fn list(
+#[utoipa::path(
+    tag = "sessions",
+    security(("bearer" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "The caller's live sessions, newest first", body = Page<SessionView>),
+        (status = 400, description = "A parameter is not UTF-8", body = ProblemBody, content_type = "application/problem+json"),
+        Invalid, Unauthorized, Unavailable,
+    )
+)]
+#[get("/sessions")]
+pub async fn list_sessions(
     state: web::Data<AppState>,
     caller: Caller,
     page: Query<PageQuery>,
@@ -88,7 +103,18 @@ pub async fn list(
 }
 
 /// `DELETE /sessions/{id}`: ends one of the caller's sessions.
-pub async fn revoke(
+#[utoipa::path(
+    tag = "sessions",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "One of the caller's sessions")),
+    responses(
+        (status = 204, description = "The session ended"),
+        (status = 404, description = "No such session of the caller", body = ProblemBody, content_type = "application/problem+json"),
+        Unauthorized, Unavailable,
+    )
+)]
+#[delete("/sessions/{id}")]
+pub async fn revoke_session(
     state: web::Data<AppState>,
     caller: Caller,
     path: web::Path<Uuid>,

@@ -3,16 +3,18 @@ use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::store::email_tokens::{self, Purpose};
 use crate::store::users;
+use actix_web::post;
 use actix_web::{web, HttpResponse};
 use diesel::Connection;
 use domain::messages::UserEmailVerified;
 use platform::db;
 use platform::http::extract::Json;
+use platform::http::openapi::{BodyProblems, Unavailable};
 use platform::http::respond::no_content;
 use platform::Problem;
 use serde::Deserialize;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyBody {
     token: String,
@@ -20,7 +22,19 @@ pub struct VerifyBody {
 
 /// `POST /verify-email`: marks the address verified; `user.email_verified`
 /// leaves through the outbox.
-pub async fn verify(state: web::Data<AppState>, body: Json<VerifyBody>) -> Result<HttpResponse> {
+#[utoipa::path(
+    tag = "identity",
+    request_body = VerifyBody,
+    responses(
+        (status = 204, description = "The address is verified; `user.email_verified`"),
+        BodyProblems, Unavailable,
+    )
+)]
+#[post("/verify-email")]
+pub async fn verify_email(
+    state: web::Data<AppState>,
+    body: Json<VerifyBody>,
+) -> Result<HttpResponse> {
     let token = body.into_inner().token;
     if token.is_empty() {
         return Err(Problem::invalid_field("token", "must not be empty").into());

@@ -1,20 +1,23 @@
 use crate::error::{Error, Result};
 use crate::http;
+use crate::http::TokenAnswer;
 use crate::signup::create_user;
 use crate::state::AppState;
 use crate::store::sessions;
 use crate::store::users::NewUser;
 use actix_web::http::StatusCode;
+use actix_web::post;
 use actix_web::{web, HttpRequest, HttpResponse};
 use diesel::Connection;
 use domain::messages::UserKind;
 use domain::{DisplayName, Role};
 use platform::db;
 use platform::http::extract::OptionalJson;
+use platform::http::openapi::{BodyProblems, Unavailable};
 use platform::Problem;
 use serde::Deserialize;
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VisitorBody {
     display_name: Option<String>,
@@ -22,6 +25,15 @@ pub struct VisitorBody {
 
 /// `POST /visitors`: an anonymous visitor with a session of its own. The
 /// body is optional.
+#[utoipa::path(
+    tag = "identity",
+    request_body(content = Option<VisitorBody>, description = "Optional: no body makes a visitor named Visitor"),
+    responses(
+        (status = 201, description = "A visitor, signed in; the refresh token is in the `refresh_token` cookie", body = TokenAnswer),
+        BodyProblems, Unavailable,
+    )
+)]
+#[post("/visitors")]
 pub async fn create_visitor(
     state: web::Data<AppState>,
     req: HttpRequest,

@@ -47,7 +47,7 @@ impl UserRow {
 }
 
 /// The `user` object of the API.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PublicUser {
     pub id: Uuid,
     pub email: Option<String>,

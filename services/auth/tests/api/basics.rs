@@ -4,13 +4,7 @@ use std::process::Command;
 #[tokio::test]
 async fn health_readiness_metrics_and_docs() {
     let app = spawn_app().await;
-    testkit::checks::serves_platform_routes(
-        &app.address,
-        "/api/auth",
-        auth::routes::ROUTES,
-        "auth",
-    )
-    .await;
+    testkit::checks::serves_platform_routes(&app.address, "/api/auth", "auth").await;
 }
 
 #[tokio::test]

@@ -67,3 +67,11 @@ fn bad_configuration_stops_with_one_line_naming_the_variable() {
         testkit::checks::bad_setting_is_one_line(env!("CARGO_BIN_EXE_worker"), variable, value);
     }
 }
+
+#[tokio::test]
+async fn serves_and_documents_its_operational_routes() {
+    let sink = testkit::SmtpSink::start().await.unwrap();
+    let worker = smtp_worker(&sink).await;
+    testkit::checks::serves_platform_routes(&worker.address, worker::startup::PREFIX, "worker")
+        .await;
+}
