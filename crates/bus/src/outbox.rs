@@ -20,6 +20,7 @@ use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Text, Uuid as SqlUuid};
 use domain::messages::{Contract, Envelope, Route};
+use platform::db::blocking;
 use platform::db::{self, DbError, PgPool, PgPooled};
 use platform::Shutdown;
 use std::sync::Arc;
@@ -455,12 +456,4 @@ async fn settle(sent: Sent) -> Result<usize, RelayError> {
         tracing::warn!(error = %last_error, "some outbox messages were not confirmed; they will be retried");
     }
     Ok(count)
-}
-
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, DbError> + Send + 'static,
-) -> Result<T, DbError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|err| DbError::Unavailable(format!("database task failed: {err}")))?
 }

@@ -264,6 +264,17 @@ pub fn revert_all(
         .map_err(|err| anyhow::anyhow!("revert failed: {err}"))
 }
 
+/// Runs blocking database work (with a connection the caller holds) on
+/// the blocking thread pool; a task that could not finish counts as the
+/// database being unavailable.
+pub async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, DbError> + Send + 'static,
+) -> Result<T, DbError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|err| DbError::Unavailable(format!("database task failed: {err}")))?
+}
+
 /// Runs `work` with a pooled connection on the blocking thread pool, inside
 /// the caller's tracing span.
 pub async fn run<T, E, F>(pool: &PgPool, work: F) -> Result<T, E>

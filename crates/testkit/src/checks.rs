@@ -296,6 +296,30 @@ fn concrete(path: &str) -> String {
         .join("/")
 }
 
+/// A 503 problem with a `Retry-After` of at least a second: how every
+/// service answers while a dependency is down.
+pub async fn assert_unavailable(response: reqwest::Response, what: &str) {
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    assert_eq!(status, 503, "{what}: {body}");
+    assert_eq!(content_type, "application/problem+json", "{what}");
+    assert!(
+        retry_after.is_some_and(|s| s >= 1),
+        "{what}: no Retry-After"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::env_example_settings;

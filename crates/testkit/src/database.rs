@@ -154,6 +154,36 @@ impl TestDatabase {
     pub fn connect(&self) -> anyhow::Result<PgConnection> {
         PgConnection::establish(&self.url).map_err(Into::into)
     }
+
+    /// The value of a query that selects one `bigint` named `n`
+    /// (`SELECT count(*) AS n ...`); panics, as a test should, if it fails.
+    pub fn count(&self, sql: &str) -> i64 {
+        #[derive(diesel::QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let counted = self.connect().and_then(|mut conn| {
+            diesel::sql_query(sql)
+                .get_result::<Count>(&mut conn)
+                .map_err(Into::into)
+        });
+        match counted {
+            Ok(count) => count.n,
+            Err(err) => panic!("{sql}: {err}"),
+        }
+    }
+
+    /// Runs statements; panics, as a test should, if they fail.
+    pub fn execute(&self, sql: &str) {
+        use diesel::connection::SimpleConnection;
+        let done = self
+            .connect()
+            .and_then(|mut conn| conn.batch_execute(sql).map_err(Into::into));
+        if let Err(err) = done {
+            panic!("{sql}: {err}");
+        }
+    }
 }
 
 /// Drops this service's stale templates and test databases left by crashed

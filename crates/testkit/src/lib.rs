@@ -29,6 +29,17 @@ pub fn amqp_url() -> String {
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string())
 }
 
+/// Waits until `url` (a `readyz`) answers 2xx, at most 20 s; panics if it
+/// never does.
+pub async fn wait_until_ready(client: &reqwest::Client, url: &str) {
+    let ready = eventually(std::time::Duration::from_secs(20), || async {
+        let response = client.get(url).send().await.ok()?;
+        response.status().is_success().then_some(())
+    })
+    .await;
+    assert!(ready.is_some(), "{url} never became ready");
+}
+
 /// Polls `check` every 25 ms until it returns `Some` or `timeout` passes.
 pub async fn eventually<T, F, Fut>(timeout: std::time::Duration, mut check: F) -> Option<T>
 where

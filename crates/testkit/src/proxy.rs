@@ -43,6 +43,12 @@ impl TcpProxy {
         self.address.port()
     }
 
+    /// `url` (of the local PostgreSQL or RabbitMQ this proxy forwards to)
+    /// made to go through the proxy.
+    pub fn route(&self, url: &str, target: &str) -> String {
+        url.replace(target, &format!("127.0.0.1:{}", self.port()))
+    }
+
     /// Closes every proxied connection and refuses new ones.
     pub fn cut(&self) {
         self.cut.store(true, Ordering::SeqCst);

@@ -8,6 +8,7 @@
 //! holds the key, the others try it every period) and a liveness mark (a
 //! worker holds a key of its own; anyone can ask whether it is still held).
 
+use super::blocking;
 use super::DbError;
 use diesel::dsl::sql;
 use diesel::pg::PgConnection;
@@ -115,12 +116,4 @@ pub fn random_key() -> i64 {
     // The low 63 bits of a v4 UUID: random, and never negative, which
     // keeps the key readable in pg_locks.
     (uuid::Uuid::new_v4().as_u128() as i64) & i64::MAX
-}
-
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, DbError> + Send + 'static,
-) -> Result<T, DbError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|err| DbError::Unavailable(format!("database task failed: {err}")))?
 }

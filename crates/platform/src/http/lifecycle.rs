@@ -134,3 +134,43 @@ pub async fn terminate_signal() {
         let _ = ctrl_c.await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Lifecycle;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn draining_tells_long_lived_connections_and_waits_for_them() {
+        let lifecycle = Lifecycle::default();
+        let mut connection = lifecycle.long_lived();
+        assert_eq!(lifecycle.long_lived_count(), 1);
+        let closed = tokio::spawn(async move {
+            connection.going_away().await;
+            // A WebSocket would send its 1001 close frame here.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            drop(connection);
+        });
+        assert!(!lifecycle.is_draining());
+        lifecycle.drain();
+        assert!(lifecycle.is_draining());
+        let started = tokio::time::Instant::now();
+        lifecycle.long_lived_closed(Duration::from_secs(5)).await;
+        assert_eq!(lifecycle.long_lived_count(), 0);
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert!(closed.await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_never_closes_is_waited_for_only_so_long() {
+        let lifecycle = Lifecycle::default();
+        let _stuck = lifecycle.long_lived();
+        lifecycle.drain();
+        let started = tokio::time::Instant::now();
+        lifecycle
+            .long_lived_closed(Duration::from_millis(200))
+            .await;
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        assert_eq!(lifecycle.long_lived_count(), 1);
+    }
+}

@@ -15,31 +15,13 @@ async fn behind_proxy() -> (Platform, TcpProxy) {
     let proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap())
         .await
         .unwrap();
-    let port = proxy.port();
-    let platform = spawn_with(move |config| {
+    let platform = spawn_with(|config| {
         use secrecy::ExposeSecret;
-        let url = config
-            .database_url
-            .expose_secret()
-            .replace("127.0.0.1:5432", &format!("127.0.0.1:{port}"));
+        let url = proxy.route(config.database_url.expose_secret(), "127.0.0.1:5432");
         config.database_url = secrecy::SecretString::from(url);
     })
     .await;
     (platform, proxy)
-}
-
-async fn assert_unavailable(response: reqwest::Response, what: &str) {
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let (status, body) = problem(response).await;
-    assert_eq!(status, 503, "{what}: {body}");
-    assert!(
-        retry_after.is_some_and(|s| s >= 1),
-        "{what}: no Retry-After"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,7 +57,7 @@ async fn an_outage_is_a_quick_503_never_a_404_and_heals_by_itself() {
         let started = Instant::now();
         let response = platform.call(method.clone(), &path, token, body).await;
         let took = started.elapsed();
-        assert_unavailable(response, &format!("{method} {path}")).await;
+        testkit::checks::assert_unavailable(response, &format!("{method} {path}")).await;
         assert!(
             took < Duration::from_millis(2500),
             "{method} {path} took {took:?} to fail"
@@ -146,7 +128,7 @@ async fn a_connection_dropped_mid_request_is_a_503() {
     .await;
     assert!(waiting.is_some(), "the update never reached the lock");
     proxy.cut();
-    assert_unavailable(update.await.unwrap(), "PATCH /me").await;
+    testkit::checks::assert_unavailable(update.await.unwrap(), "PATCH /me").await;
     holder.batch_execute("ROLLBACK").unwrap();
     proxy.restore();
     // The update was rolled back with its connection.

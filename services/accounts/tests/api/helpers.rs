@@ -77,20 +77,7 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut accounts::config::Config)) -> P
         issuer,
         server,
     };
-    let url = platform.accounts("/readyz");
-    let ready = testkit::eventually(Duration::from_secs(20), || async {
-        platform
-            .client
-            .get(&url)
-            .send()
-            .await
-            .ok()?
-            .status()
-            .is_success()
-            .then_some(())
-    })
-    .await;
-    assert!(ready.is_some(), "{url} not ready");
+    testkit::wait_until_ready(&platform.client, &platform.accounts("/readyz")).await;
     platform
 }
 
@@ -202,21 +189,11 @@ impl Platform {
     }
 
     pub fn count(&self, sql: &str) -> i64 {
-        use diesel::prelude::*;
-        #[derive(QueryableByName)]
-        struct Count {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            n: i64,
-        }
-        diesel::sql_query(sql)
-            .get_result::<Count>(&mut self.db.connect().unwrap())
-            .unwrap()
-            .n
+        self.db.count(sql)
     }
 
     pub fn execute(&self, sql: &str) {
-        use diesel::connection::SimpleConnection;
-        self.db.connect().unwrap().batch_execute(sql).unwrap();
+        self.db.execute(sql)
     }
 }
 

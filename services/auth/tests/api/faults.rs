@@ -12,30 +12,13 @@ async fn behind_proxy() -> (TestApp, TcpProxy) {
     let proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap())
         .await
         .unwrap();
-    let port = proxy.port();
-    let app = spawn_app_with(move |config| {
+    let app = spawn_app_with(|config| {
         use secrecy::ExposeSecret;
-        let url = config
-            .database_url
-            .expose_secret()
-            .replace("127.0.0.1:5432", &format!("127.0.0.1:{port}"));
+        let url = proxy.route(config.database_url.expose_secret(), "127.0.0.1:5432");
         config.database_url = secrecy::SecretString::from(url);
     })
     .await;
     (app, proxy)
-}
-
-async fn assert_unavailable(response: reqwest::Response, what: &str) {
-    let (status, headers, body) = problem(response).await;
-    assert_eq!(status, 503, "{what}: {body}");
-    let retry_after = headers
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    assert!(
-        retry_after.is_some_and(|s| s >= 1),
-        "{what}: no Retry-After"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,9 +33,9 @@ async fn an_outage_is_a_quick_503_and_heals_by_itself() {
             &json!({"email": unique_email(), "password": PASSWORD, "display_name": "Ada"}),
         )
         .await;
-    assert_unavailable(register, "POST /register").await;
+    testkit::checks::assert_unavailable(register, "POST /register").await;
     let sessions = app.get_authorized("/sessions", &token).await;
-    assert_unavailable(sessions, "GET /sessions").await;
+    testkit::checks::assert_unavailable(sessions, "GET /sessions").await;
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "took {:?}",
@@ -92,7 +75,7 @@ async fn a_registration_whose_connection_drops_is_a_503_and_leaves_nothing() {
     .await;
     assert!(waiting.is_some(), "the registration never reached the lock");
     proxy.cut();
-    assert_unavailable(register.await.unwrap(), "POST /register").await;
+    testkit::checks::assert_unavailable(register.await.unwrap(), "POST /register").await;
     holder.batch_execute("ROLLBACK").unwrap();
     proxy.restore();
     assert_eq!(

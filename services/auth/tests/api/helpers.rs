@@ -105,12 +105,7 @@ impl TestApp {
     }
 
     async fn wait_ready(&self) {
-        let ready = testkit::eventually(Duration::from_secs(20), || async {
-            let response = self.client.get(self.url("/readyz")).send().await.ok()?;
-            response.status().is_success().then_some(())
-        })
-        .await;
-        assert!(ready.is_some(), "service did not become ready");
+        testkit::wait_until_ready(&self.client, &self.url("/readyz")).await;
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
@@ -204,23 +199,11 @@ impl TestApp {
     }
 
     pub fn count(&self, sql: &str) -> i64 {
-        use diesel::prelude::*;
-        #[derive(QueryableByName)]
-        struct Count {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            n: i64,
-        }
-        let mut conn = self.db.connect().expect("db");
-        diesel::sql_query(sql)
-            .get_result::<Count>(&mut conn)
-            .expect("count")
-            .n
+        self.db.count(sql)
     }
 
     pub fn execute(&self, sql: &str) {
-        use diesel::prelude::*;
-        let mut conn = self.db.connect().expect("db");
-        diesel::sql_query(sql).execute(&mut conn).expect("sql");
+        self.db.execute(sql)
     }
 
     /// Waits until the outbox has no unpublished rows.

@@ -191,19 +191,15 @@ async fn one_idempotency_key_sends_one_email() {
 /// next delivery takes it over and sends at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_left_by_a_worker_that_died_before_sending_is_sent_at_once() {
-    use diesel::prelude::*;
     let sink = SmtpSink::start().await.unwrap();
     let worker = smtp_worker(&sink).await;
     let envelope = welcome("ada@example.com");
     let dead_worker = platform::db::advisory::random_key();
-    diesel::sql_query(
+    worker.db.execute(&format!(
         "INSERT INTO sent_emails (idempotency_key, message_id, template, recipient, owner_key) \
-         VALUES ($1, 'earlier', 'welcome', 'ada@example.com', $2)",
-    )
-    .bind::<diesel::sql_types::Text, _>(&envelope.data.idempotency_key)
-    .bind::<diesel::sql_types::BigInt, _>(dead_worker)
-    .execute(&mut worker.db.connect().unwrap())
-    .unwrap();
+         VALUES ('{}', 'earlier', 'welcome', 'ada@example.com', {dead_worker})",
+        envelope.data.idempotency_key
+    ));
 
     worker.send(&envelope).await;
     let sent = sink.wait_for(1, Duration::from_secs(5)).await;

@@ -77,19 +77,8 @@ pub async fn start(config: Config, db: TestDatabase, bus: TestBus) -> Worker {
         db,
         server,
     };
-    let client = reqwest::Client::new();
-    let ready = testkit::eventually(Duration::from_secs(20), || async {
-        client
-            .get(format!("{}/api/worker/readyz", worker.address))
-            .send()
-            .await
-            .ok()?
-            .status()
-            .is_success()
-            .then_some(())
-    })
-    .await;
-    assert!(ready.is_some(), "worker not ready");
+    let readyz = format!("{}/api/worker/readyz", worker.address);
+    testkit::wait_until_ready(&reqwest::Client::new(), &readyz).await;
     worker
 }
 

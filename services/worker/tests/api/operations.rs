@@ -138,16 +138,7 @@ async fn parked_jobs_can_be_listed_and_sent_back() {
 }
 
 fn sent_count(db: &TestDatabase) -> i64 {
-    use diesel::prelude::*;
-    #[derive(QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    diesel::sql_query("SELECT count(*) AS n FROM sent_emails WHERE sent_at IS NOT NULL")
-        .get_result::<Count>(&mut db.connect().unwrap())
-        .unwrap()
-        .n
+    db.count("SELECT count(*) AS n FROM sent_emails WHERE sent_at IS NOT NULL")
 }
 
 // The SMTP sink runs on this test's runtime while the test waits for the

@@ -119,19 +119,7 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut accounts::config::Config)) -> P
         servers,
     };
     for url in [platform.auth("/readyz"), platform.accounts("/readyz")] {
-        let ready = testkit::eventually(Duration::from_secs(20), || async {
-            platform
-                .client
-                .get(&url)
-                .send()
-                .await
-                .ok()?
-                .status()
-                .is_success()
-                .then_some(())
-        })
-        .await;
-        assert!(ready.is_some(), "{url} not ready");
+        testkit::wait_until_ready(&platform.client, &url).await;
     }
     platform
 }
@@ -273,16 +261,7 @@ impl Platform {
     }
 
     pub fn count(&self, sql: &str) -> i64 {
-        use diesel::prelude::*;
-        #[derive(QueryableByName)]
-        struct Count {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            n: i64,
-        }
-        diesel::sql_query(sql)
-            .get_result::<Count>(&mut self.db.connect().unwrap())
-            .unwrap()
-            .n
+        self.db.count(sql)
     }
 }
 
