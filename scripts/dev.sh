@@ -24,6 +24,12 @@ services=(auth accounts worker)
 echo "building ${services[*]}..."
 cargo build --quiet $(printf -- '-p %s ' "${services[@]}")
 
+# Every database migrated and every queue declared before any service
+# runs, so nothing one publishes finds its consumer's queue missing.
+for service in "${services[@]}"; do
+  "target/debug/$service" migrate > >(sed -u "s/^/[$service] /") 2>&1
+done
+
 pids=()
 stop() {
   trap - INT TERM EXIT

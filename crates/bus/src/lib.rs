@@ -35,3 +35,28 @@ pub fn readiness(
             Box::pin(async move { outcome })
         })
 }
+
+/// `<service> migrate`: applies the database migrations (`migrate_database`,
+/// blocking) and declares the service's broker topology, so that a deploy
+/// that migrates every service before starting any has every queue in
+/// place before the first message is published. A broker that cannot be
+/// reached is said in one line and is no failure: the service declares
+/// its topology again whenever it connects.
+pub async fn migrate_and_declare<F>(
+    migrate_database: F,
+    topology: Topology,
+    broker: Broker,
+) -> anyhow::Result<()>
+where
+    F: FnOnce() -> anyhow::Result<()> + Send + 'static,
+{
+    tokio::task::spawn_blocking(migrate_database).await??;
+    println!("migrations applied");
+    match topology.declare_on(&broker).await {
+        Ok(()) => println!("broker topology declared"),
+        Err(err) => eprintln!(
+            "broker topology not declared ({err}); the service declares it when it starts"
+        ),
+    }
+    Ok(())
+}

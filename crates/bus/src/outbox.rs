@@ -286,6 +286,11 @@ impl OutboxRelay {
                 }
                 Err(RelayError::Broker(err)) => return Err(err),
                 Err(RelayError::Db(err)) => {
+                    if !connection.status().connected() {
+                        return Err(lapin::Error::InvalidConnectionState(
+                            connection.status().state(),
+                        ));
+                    }
                     let delay = database.failed(&err);
                     tokio::select! {
                         _ = shutdown.wait() => {

@@ -122,6 +122,16 @@ impl Topology {
         &self.exchanges
     }
 
+    /// Connects to `broker` and declares this topology: what `<service>
+    /// migrate` does, so that queues exist before any service publishes.
+    pub async fn declare_on(&self, broker: &crate::Broker) -> lapin::Result<()> {
+        let connection = broker.connect().await?;
+        let channel = connection.create_channel().await?;
+        let declared = self.declare(&channel, &broker.names).await;
+        crate::broker::close(connection, "topology declared").await;
+        declared
+    }
+
     /// Declares `events`, `jobs`, the extra exchanges and every queue with
     /// its bindings (and delay and dead queues). Idempotent.
     pub async fn declare(&self, channel: &Channel, names: &Names) -> lapin::Result<()> {

@@ -125,11 +125,17 @@ impl PgManager {
 
 fn still_connected(conn: &mut PgConnection) -> QueryResult<()> {
     // The platform never LISTENs on pooled connections, so there are no
-    // notifications to lose here; the call is for its read of the socket.
-    match conn.notifications_iter().next() {
-        Some(Err(err)) => Err(err),
-        _ => Ok(()),
+    // notifications to lose here; the calls are for their reads of the
+    // socket. Two of them: a server that shuts down (or terminates the
+    // backend) first sends a FATAL message, which one read takes in
+    // without noticing the end of the stream behind it; the next read
+    // sees the end.
+    for _ in 0..2 {
+        if let Some(Err(err)) = conn.notifications_iter().next() {
+            return Err(err);
+        }
     }
+    Ok(())
 }
 
 impl ManageConnection for PgManager {

@@ -21,13 +21,18 @@ async fn main() -> ExitCode {
             }
             Err(err) => Err(err),
         },
-        "migrate" => tokio::task::spawn_blocking(move || {
-            startup::migrate(&config, platform::db::COMMAND_POOL_SIZE)
-                .map(|_| println!("migrations applied"))
-        })
-        .await
-        .map_err(anyhow::Error::from)
-        .and_then(|r| r),
+        "migrate" => match config.retry_delays() {
+            Ok(delays) => {
+                let broker = startup::broker(&config);
+                bus::migrate_and_declare(
+                    move || startup::migrate(&config, platform::db::COMMAND_POOL_SIZE).map(|_| ()),
+                    accounts::topology(delays),
+                    broker,
+                )
+                .await
+            }
+            Err(err) => Err(err.into()),
+        },
         other => Err(anyhow::anyhow!("unknown command `{other}`\n{USAGE}")),
     };
     match outcome {

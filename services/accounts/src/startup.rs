@@ -43,6 +43,15 @@ pub fn migrate(config: &Config, pool_size: u32) -> anyhow::Result<PgPool> {
     )
 }
 
+/// The broker as this service names itself to it.
+pub fn broker(config: &Config) -> Broker {
+    Broker::new(
+        config.common.amqp_url.expose_secret(),
+        bus::Names::new(config.common.amqp_prefix.clone()),
+        crate::SERVICE,
+    )
+}
+
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let pool = {
@@ -54,11 +63,7 @@ impl Application {
             &config.jwt_issuer,
             Arc::new(JwksClient::new(&config.auth_jwks_url)),
         );
-        let broker = Broker::new(
-            config.common.amqp_url.expose_secret(),
-            bus::Names::new(config.common.amqp_prefix.clone()),
-            crate::SERVICE,
-        );
+        let broker = broker(&config);
         let relay = OutboxRelay::new(
             pool.clone(),
             broker.clone(),

@@ -31,13 +31,18 @@ pub async fn main() -> ExitCode {
     let _telemetry = platform::telemetry::init(crate::SERVICE);
     let outcome = match command {
         "serve" => serve(config).await,
-        "migrate" => {
-            blocking(move || {
-                startup::migrate(&config, platform::db::COMMAND_POOL_SIZE)
-                    .map(|_| println!("migrations applied"))
-            })
-            .await
-        }
+        "migrate" => match config.retry_delays() {
+            Ok(delays) => {
+                let broker = startup::broker(&config);
+                bus::migrate_and_declare(
+                    move || startup::migrate(&config, platform::db::COMMAND_POOL_SIZE).map(|_| ()),
+                    crate::topology(delays),
+                    broker,
+                )
+                .await
+            }
+            Err(err) => Err(err.into()),
+        },
         "create-admin" => match admin_arguments(&args[1..]) {
             Ok((email, name)) => match tokio::task::spawn_blocking(read_password).await {
                 Ok(Ok(password)) => create_admin(config, email.clone(), name, password)

@@ -46,6 +46,15 @@ pub fn migrate(config: &Config, pool_size: u32) -> anyhow::Result<PgPool> {
     )
 }
 
+/// The broker as this service names itself to it.
+pub fn broker(config: &Config) -> Broker {
+    Broker::new(
+        config.common.amqp_url.expose_secret(),
+        bus::Names::new(config.common.amqp_prefix.clone()),
+        crate::SERVICE,
+    )
+}
+
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let config = Arc::new(config);
@@ -67,11 +76,7 @@ impl Application {
         verification_keys.replace(keyring.jwks());
         let verifier = Verifier::new(&config.jwt_issuer, Arc::new(verification_keys.clone()));
 
-        let broker = Broker::new(
-            config.common.amqp_url.expose_secret(),
-            bus::Names::new(config.common.amqp_prefix.clone()),
-            crate::SERVICE,
-        );
+        let broker = broker(&config);
         let relay = OutboxRelay::new(
             pool.clone(),
             broker.clone(),

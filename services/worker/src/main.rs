@@ -16,13 +16,18 @@ async fn main() -> ExitCode {
     let _telemetry = platform::telemetry::init(worker::SERVICE);
     let outcome = match words.as_slice() {
         [] | ["serve"] => serve(config).await,
-        ["migrate"] => tokio::task::spawn_blocking(move || {
-            startup::migrate(&config, platform::db::COMMAND_POOL_SIZE)
-                .map(|_| println!("migrations applied"))
-        })
-        .await
-        .map_err(anyhow::Error::from)
-        .and_then(|r| r),
+        ["migrate"] => match startup::topology(&config) {
+            Ok(topology) => {
+                let broker = startup::broker(&config);
+                bus::migrate_and_declare(
+                    move || startup::migrate(&config, platform::db::COMMAND_POOL_SIZE).map(|_| ()),
+                    topology,
+                    broker,
+                )
+                .await
+            }
+            Err(err) => Err(err.into()),
+        },
         ["dead-letters", "list", "--queue", queue] => list(&config, queue).await,
         ["dead-letters", "requeue", "--queue", queue, "--all"] => {
             requeue(&config, queue, None).await

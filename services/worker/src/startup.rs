@@ -46,6 +46,15 @@ pub fn broker(config: &Config) -> Broker {
     )
 }
 
+/// What the worker declares on the broker: the job queues it consumes.
+pub fn topology(config: &Config) -> Result<bus::Topology, platform::ConfigError> {
+    Ok(bus::Topology::new().consumer(&EmailHandler::spec(
+        config.retry_delays()?,
+        config.email_prefetch,
+        config.email_concurrency,
+    )))
+}
+
 fn transport(config: &Config) -> anyhow::Result<Transport> {
     match config.email_transport {
         EmailTransport::File => Transport::file(&config.email_outbox_dir),
@@ -76,8 +85,12 @@ async fn keep_liveness_lock(mut liveness: LockSession, consumer: JoinHandle<()>)
         tokio::select! {
             _ = &mut consumer => return,
             _ = tokio::time::sleep(LIVENESS_CHECK) => {
-                if let Err(err) = liveness.hold().await {
-                    tracing::warn!(error = %err, "the liveness lock is lost until the database is back");
+                match liveness.hold().await {
+                    Ok(true) => {}
+                    // Only this process ever takes its random key; another
+                    // holder means the lock was lost and is being retaken.
+                    Ok(false) => tracing::warn!("the liveness lock is held elsewhere; trying again"),
+                    Err(err) => tracing::warn!(error = %err, "the liveness lock is lost until the database is back"),
                 }
             }
         }

@@ -37,3 +37,25 @@ fn bad_configuration_stops_with_one_line_naming_the_variable() {
         testkit::checks::bad_setting_is_one_line(env!("CARGO_BIN_EXE_accounts"), variable, value);
     }
 }
+
+/// `accounts migrate` leaves the queue in place, so events published by
+/// services started after a deploy's migrations wait for accounts.
+#[tokio::test]
+async fn migrate_declares_the_services_queues() {
+    let db = accounts_database();
+    let bus = testkit::TestBus::new();
+    bus.track_topology(&accounts::topology(vec![std::time::Duration::from_secs(1)]));
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_accounts"))
+        .arg("migrate")
+        .env("DATABASE_URL", db.url())
+        .env("AMQP_PREFIX", bus.prefix())
+        .env("RETRY_DELAYS_MS", "1000")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("broker topology declared"), "{stdout}");
+    let queue = bus.names().physical(accounts::consumers::QUEUE);
+    assert!(bus.queue_exists(&queue).await, "{queue} is missing");
+}

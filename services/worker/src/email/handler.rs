@@ -52,6 +52,9 @@ pub struct EmailHandler {
     pub sending: Mutex<HashSet<String>>,
 }
 
+/// Tries to record an accepted send (100 ms, doubling: about 3 s in all).
+const MARK_SENT_ATTEMPTS: u32 = 5;
+
 /// Why a job was not sent, and its label in `email_jobs_total`.
 struct Failure {
     error: HandlerError,
@@ -128,6 +131,30 @@ impl EmailHandler {
             .map_err(|err: DbError| HandlerError::Transient(err.to_string()))
     }
 
+    /// Records a send the server accepted. The outcome is known, so a
+    /// database that fails here is tried again for a while; if it never
+    /// answers, the job is still acked (it was sent), and a later
+    /// duplicate of it is parked as outcome unknown rather than sent again.
+    async fn record_sent(&self, key: &str) {
+        let mut delay = std::time::Duration::from_millis(100);
+        for attempt in 1..=MARK_SENT_ATTEMPTS {
+            let key = key.to_string();
+            match self
+                .record(move |conn| sent_emails::mark_sent(conn, &key))
+                .await
+            {
+                Ok(_) => return,
+                Err(err) if attempt == MARK_SENT_ATTEMPTS => {
+                    tracing::error!(error = %err, "the email was sent but could not be recorded as sent");
+                }
+                Err(_) => {
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+            }
+        }
+    }
+
     /// `Some` unless this process is already sending `key`.
     fn start_sending(&self, key: &str) -> Option<Sending<'_>> {
         let mut keys = self.sending.lock().ok()?;
@@ -196,8 +223,7 @@ impl EmailHandler {
         let key = job.idempotency_key.clone();
         match self.transport.send(email).await {
             Ok(()) => {
-                self.record(move |conn| sent_emails::mark_sent(conn, &key))
-                    .await?;
+                self.record_sent(&key).await;
                 Ok("sent")
             }
             Err(failure) => {

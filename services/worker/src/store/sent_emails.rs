@@ -14,6 +14,8 @@ use crate::schema::sent_emails;
 use diesel::prelude::*;
 use platform::db::advisory;
 
+type Time = chrono::DateTime<chrono::Utc>;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
     /// This delivery may send (first time, or taken over from an owner that
@@ -54,26 +56,24 @@ pub fn claim(conn: &mut PgConnection, job: &Job<'_>, owner: i64) -> QueryResult<
         if inserted == 1 {
             return Ok(Claim::Fresh);
         }
-        let (sent, earlier_owner, began): (
-            Option<chrono::DateTime<chrono::Utc>>,
-            Option<i64>,
-            Option<chrono::DateTime<chrono::Utc>>,
-        ) = sent_emails::table
-            .find(job.key)
-            .select((
-                sent_emails::sent_at,
-                sent_emails::owner_key,
-                sent_emails::send_started_at,
-            ))
-            .for_update()
-            .first(conn)?;
+        let (sent, earlier_owner, began, claimed): (Option<Time>, Option<i64>, Option<Time>, Time) =
+            sent_emails::table
+                .find(job.key)
+                .select((
+                    sent_emails::sent_at,
+                    sent_emails::owner_key,
+                    sent_emails::send_started_at,
+                    sent_emails::started_at,
+                ))
+                .for_update()
+                .first(conn)?;
         if sent.is_some() {
             return Ok(Claim::AlreadySent);
         }
-        let owner_alive = match earlier_owner {
-            Some(earlier) if earlier != owner => advisory::held_elsewhere(conn, earlier)?,
-            _ => false,
+        let Some(earlier) = earlier_owner else {
+            return Ok(legacy_claim(claimed));
         };
+        let owner_alive = earlier != owner && advisory::held_elsewhere(conn, earlier)?;
         if owner_alive {
             return Ok(Claim::InProgress);
         }
@@ -83,6 +83,21 @@ pub fn claim(conn: &mut PgConnection, job: &Job<'_>, owner: i64) -> QueryResult<
         take_over(conn, job.key, owner)?;
         Ok(Claim::Fresh)
     })
+}
+
+/// How long a claim by a worker of the version before liveness locks
+/// counted as in progress; it could not say whether it had begun to send.
+const LEGACY_LEASE: chrono::TimeDelta = chrono::TimeDelta::seconds(120);
+
+/// A claim without an owner comes from a worker that predates liveness
+/// locks (still running during a rolling upgrade): it is never taken
+/// over, only waited for, and past its lease its outcome is unknown.
+fn legacy_claim(claimed: chrono::DateTime<chrono::Utc>) -> Claim {
+    if claimed + LEGACY_LEASE > chrono::Utc::now() {
+        Claim::InProgress
+    } else {
+        Claim::Unknown
+    }
 }
 
 fn take_over(conn: &mut PgConnection, key: &str, owner: i64) -> QueryResult<usize> {

@@ -210,3 +210,25 @@ async fn a_claim_left_by_a_worker_that_died_before_sending_is_sent_at_once() {
     );
     assert!(worker.dead(Duration::from_millis(300)).await.is_none());
 }
+
+/// A claim made by a worker from before liveness locks (no owner, during
+/// a rolling upgrade) cannot tell whether it began to send: it is waited
+/// for, never taken over, so the email is not sent a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_from_an_older_worker_is_never_taken_over() {
+    let sink = SmtpSink::start().await.unwrap();
+    let worker = smtp_worker(&sink).await;
+    let envelope = welcome("ada@example.com");
+    worker.db.execute(&format!(
+        "INSERT INTO sent_emails (idempotency_key, message_id, template, recipient) \
+         VALUES ('{}', 'earlier', 'welcome', 'ada@example.com')",
+        envelope.data.idempotency_key
+    ));
+    worker.send(&envelope).await;
+    let parked = worker.dead(Duration::from_secs(10)).await;
+    assert!(parked.is_some(), "the job was neither sent nor parked");
+    assert!(
+        sink.received().is_empty(),
+        "the older worker's email went out twice"
+    );
+}
