@@ -22,7 +22,9 @@ export RUST_LOG=${RUST_LOG:-info}
 services=(auth accounts worker)
 
 echo "building ${services[*]}..."
-cargo build --quiet $(printf -- '-p %s ' "${services[@]}")
+packages=()
+for service in "${services[@]}"; do packages+=(-p "$service"); done
+cargo build --quiet "${packages[@]}"
 
 # Every database migrated and every queue declared before any service
 # runs, so nothing one publishes finds its consumer's queue missing.
