@@ -29,6 +29,25 @@ pub fn amqp_url() -> String {
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string())
 }
 
+/// Sends `method url` with a bearer token and an optional JSON body, as an
+/// API client does; panics if the request cannot be sent.
+pub async fn send_with_token(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> reqwest::Response {
+    let mut request = client.request(method.clone(), url).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    match request.send().await {
+        Ok(response) => response,
+        Err(err) => panic!("{method} {url}: {err}"),
+    }
+}
+
 /// Waits until `url` (a `readyz`) answers 2xx, at most 20 s; panics if it
 /// never does.
 pub async fn wait_until_ready(client: &reqwest::Client, url: &str) {

@@ -174,14 +174,7 @@ impl Platform {
         token: &str,
         body: Option<Value>,
     ) -> reqwest::Response {
-        let mut request = self
-            .client
-            .request(method, self.accounts(path))
-            .bearer_auth(token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        request.send().await.unwrap()
+        testkit::send_with_token(&self.client, method, &self.accounts(path), token, body).await
     }
 
     pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
