@@ -52,8 +52,8 @@ pub struct EmailHandler {
     pub sending: Mutex<HashSet<String>>,
 }
 
-/// Tries to record an accepted send (100 ms, doubling: about 3 s in all).
-const MARK_SENT_ATTEMPTS: u32 = 5;
+/// Tries to record how a send ended (100 ms, doubling: about 3 s in all).
+const OUTCOME_RECORD_ATTEMPTS: u32 = 5;
 
 /// Why a job was not sent, and its label in `email_jobs_total`.
 struct Failure {
@@ -131,21 +131,22 @@ impl EmailHandler {
             .map_err(|err: DbError| HandlerError::Transient(err.to_string()))
     }
 
-    /// Records a send the server accepted. The outcome is known, so a
-    /// database that fails here is tried again for a while; if it never
-    /// answers, the job is still acked (it was sent), and a later
-    /// duplicate of it is parked as outcome unknown rather than sent again.
-    async fn record_sent(&self, key: &str) {
+    /// Records how a send ended, once the server has answered. The
+    /// outcome is known then, so a database that fails here is tried again
+    /// for a while (100 ms, doubling, about 3 s in all); if it never
+    /// answers, the failure is logged and the job settled by what the
+    /// server said: a later duplicate of a sent job is parked as outcome
+    /// unknown rather than sent again.
+    async fn record_outcome<F>(&self, what: &'static str, work: F)
+    where
+        F: Fn(&mut diesel::PgConnection) -> diesel::QueryResult<usize> + Clone + Send + 'static,
+    {
         let mut delay = std::time::Duration::from_millis(100);
-        for attempt in 1..=MARK_SENT_ATTEMPTS {
-            let key = key.to_string();
-            match self
-                .record(move |conn| sent_emails::mark_sent(conn, &key))
-                .await
-            {
+        for attempt in 1..=OUTCOME_RECORD_ATTEMPTS {
+            match self.record(work.clone()).await {
                 Ok(_) => return,
-                Err(err) if attempt == MARK_SENT_ATTEMPTS => {
-                    tracing::error!(error = %err, "the email was sent but could not be recorded as sent");
+                Err(err) if attempt == OUTCOME_RECORD_ATTEMPTS => {
+                    tracing::error!(error = %err, "could not record that the email was {what}");
                 }
                 Err(_) => {
                     tokio::time::sleep(delay).await;
@@ -223,13 +224,16 @@ impl EmailHandler {
         let key = job.idempotency_key.clone();
         match self.transport.send(email).await {
             Ok(()) => {
-                self.record_sent(&key).await;
+                self.record_outcome("sent", move |conn| sent_emails::mark_sent(conn, &key))
+                    .await;
                 Ok("sent")
             }
             Err(failure) => {
                 // The server did not take it: forget the claim so a retry sends.
-                self.record(move |conn| sent_emails::release(conn, &key, owner))
-                    .await?;
+                self.record_outcome("refused", move |conn| {
+                    sent_emails::release(conn, &key, owner)
+                })
+                .await;
                 Err(if failure.permanent {
                     HandlerError::Permanent(failure.reason)
                 } else {

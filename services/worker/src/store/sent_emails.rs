@@ -74,16 +74,25 @@ pub fn claim(conn: &mut PgConnection, job: &Job<'_>, owner: i64) -> QueryResult<
             return Ok(legacy_claim(claimed));
         };
         let owner_alive = earlier != owner && advisory::held_elsewhere(conn, earlier)?;
-        if owner_alive {
-            return Ok(Claim::InProgress);
-        }
-        if began.is_some() {
-            return Ok(Claim::Unknown);
+        match (began, owner_alive) {
+            (Some(_), true) => return Ok(Claim::InProgress),
+            (Some(_), false) => return Ok(Claim::Unknown),
+            // A live owner that has not begun within the lease will not:
+            // its attempt failed before the send (a database error), and
+            // its own begin_send would now find the claim taken.
+            (None, true) if claimed + UNBEGUN_LEASE > chrono::Utc::now() => {
+                return Ok(Claim::InProgress)
+            }
+            (None, _) => {}
         }
         take_over(conn, job.key, owner)?;
         Ok(Claim::Fresh)
     })
 }
+
+/// How long a live worker's claim may wait to begin its send before
+/// another delivery takes it over; beginning takes milliseconds.
+const UNBEGUN_LEASE: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
 
 /// How long a claim by a worker of the version before liveness locks
 /// counted as in progress; it could not say whether it had begun to send.

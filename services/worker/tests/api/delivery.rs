@@ -232,3 +232,31 @@ async fn a_claim_from_an_older_worker_is_never_taken_over() {
         "the older worker's email went out twice"
     );
 }
+
+/// A live worker's claim that never began its send within the lease (its
+/// attempt failed on the database before the send) is taken over: the job
+/// is not stuck behind a worker that will not send it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_workers_claim_that_never_began_is_taken_over_after_its_lease() {
+    let sink = SmtpSink::start().await.unwrap();
+    let worker = smtp_worker(&sink).await;
+    let envelope = welcome("ada@example.com");
+    let mut other_worker = platform::db::advisory::LockSession::new(
+        worker.db.url(),
+        platform::db::advisory::random_key(),
+    );
+    assert!(other_worker.hold().await.unwrap());
+    worker.db.execute(&format!(
+        "INSERT INTO sent_emails (idempotency_key, message_id, template, recipient, owner_key, started_at) \
+         VALUES ('{}', 'earlier', 'welcome', 'ada@example.com', {}, now() - interval '1 minute')",
+        envelope.data.idempotency_key,
+        other_worker.key()
+    ));
+    worker.send(&envelope).await;
+    let sent = sink.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(sent.len(), 1, "the stale claim held the job back");
+    assert!(
+        other_worker.hold().await.unwrap(),
+        "the other worker is alive throughout"
+    );
+}
