@@ -43,15 +43,36 @@ impl<T: DeserializeOwned + 'static> FromRequest for OptionalJson<T> {
     type Future = LocalBoxFuture<'static, Result<Self, Problem>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let body = json_body(req, payload);
+        // No body is no body, whatever a client's library put in
+        // Content-Type; a body is held to the rules of Json.
+        let content_type = json_content_type(req);
+        let body = web::Bytes::from_request(req, payload);
         Box::pin(async move {
-            let bytes = body.await?;
+            let bytes = body.await.map_err(|err| payload_problem(&err))?;
             if bytes.iter().all(u8::is_ascii_whitespace) {
-                Ok(OptionalJson(None))
-            } else {
-                parse_json(&bytes).map(|value| OptionalJson(Some(value)))
+                return Ok(OptionalJson(None));
             }
+            content_type?;
+            parse_json(&bytes).map(|value| OptionalJson(Some(value)))
         })
+    }
+}
+
+/// `Ok` for a JSON content type (or none), else the 415.
+fn json_content_type(req: &HttpRequest) -> Result<(), Problem> {
+    let content_type = req.content_type();
+    if content_type.is_empty()
+        || content_type == "application/json"
+        || content_type.ends_with("+json")
+    {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Unsupported media type",
+        )
+        .detail("the body must be application/json"))
     }
 }
 
@@ -61,22 +82,10 @@ fn json_body(
     req: &HttpRequest,
     payload: &mut Payload,
 ) -> LocalBoxFuture<'static, Result<web::Bytes, Problem>> {
-    let content_type_ok = {
-        let content_type = req.content_type();
-        content_type.is_empty()
-            || content_type == "application/json"
-            || content_type.ends_with("+json")
-    };
+    let content_type = json_content_type(req);
     let body = web::Bytes::from_request(req, payload);
     Box::pin(async move {
-        if !content_type_ok {
-            return Err(Problem::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "Unsupported media type",
-            )
-            .detail("the body must be application/json"));
-        }
+        content_type?;
         body.await.map_err(|err| payload_problem(&err))
     })
 }

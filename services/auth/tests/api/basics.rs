@@ -282,3 +282,31 @@ async fn sigterm_answers_every_request_already_received_and_exits_zero() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+/// `POST /visitors` takes no body at all, whatever Content-Type a client
+/// library sends with nothing; a body it does send must be JSON.
+#[tokio::test]
+async fn a_visitor_needs_no_body() {
+    let app = spawn_app().await;
+    for content_type in [
+        None,
+        Some("application/x-www-form-urlencoded"),
+        Some("text/plain"),
+    ] {
+        let mut request = app.client.post(app.url("/visitors"));
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 201, "{content_type:?}");
+    }
+    let form = app
+        .client
+        .post(app.url("/visitors"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("display_name=Eve")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(form).await.0, 415);
+}
