@@ -47,10 +47,6 @@ impl BrokerStatus {
             Err(format!("not connected ({})", down.join(", ")))
         }
     }
-
-    pub fn is_connected(&self) -> bool {
-        self.check().is_ok()
-    }
 }
 
 /// One connection's entry in [`BrokerStatus`].

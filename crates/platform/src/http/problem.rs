@@ -247,10 +247,6 @@ impl RouteTable {
         Self(routes)
     }
 
-    pub fn routes(&self) -> &[(String, String)] {
-        &self.0
-    }
-
     /// The methods served at `path`, in table order.
     pub fn methods_for(&self, path: &str) -> Vec<&str> {
         let mut methods: Vec<&str> = Vec::new();

@@ -154,10 +154,6 @@ impl Running {
         self.shutdown.clone()
     }
 
-    pub fn lifecycle(&self) -> Lifecycle {
-        self.lifecycle.clone()
-    }
-
     /// Runs `task` until the service stops; it should watch the shutdown
     /// signal it was given.
     pub fn spawn<F>(&mut self, task: F)
