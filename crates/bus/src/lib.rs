@@ -7,6 +7,7 @@
 pub mod broker;
 pub mod consumer;
 pub mod dead_letters;
+pub mod fanout;
 pub mod headers;
 pub mod inbox;
 pub mod outbox;
@@ -16,6 +17,7 @@ pub mod topology;
 
 pub use broker::{Broker, BrokerLink, BrokerStatus};
 pub use consumer::{ConsumerSpec, Handler, HandlerError, Incoming};
+pub use fanout::FanoutPublisher;
 pub use outbox::{OutboxRelay, RelayHandle};
 pub use publisher::Publisher;
 pub use topology::{Names, QueueKind, Topology};

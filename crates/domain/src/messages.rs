@@ -138,6 +138,56 @@ impl Contract for AccountProfileUpdated {
     const ROUTE: Route = Route::Event;
 }
 
+/// A visitor opened a support chat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatRoomOpened {
+    pub room_id: Uuid,
+    pub visitor_id: Uuid,
+    pub priority: String,
+    pub subject: Option<String>,
+    pub opened_at: DateTime<Utc>,
+}
+
+impl Contract for ChatRoomOpened {
+    const TYPE: &'static str = "chat.room_opened";
+    const VERSION: u32 = 1;
+    const ROUTE: Route = Route::Event;
+}
+
+/// A room got an assignee: at once, from the queue, by a claim or by a
+/// transfer (`trigger`), with the reason of the choice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatRoomAssigned {
+    pub room_id: Uuid,
+    pub assignee_id: Uuid,
+    pub previous_assignee_id: Option<Uuid>,
+    pub trigger: String,
+    pub reason: String,
+    pub assigned_at: DateTime<Utc>,
+}
+
+impl Contract for ChatRoomAssigned {
+    const TYPE: &'static str = "chat.room_assigned";
+    const VERSION: u32 = 1;
+    const ROUTE: Route = Route::Event;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatRoomClosed {
+    pub room_id: Uuid,
+    pub visitor_id: Uuid,
+    pub assignee_id: Option<Uuid>,
+    pub closed_by: Uuid,
+    pub closed_at: DateTime<Utc>,
+    pub messages: i64,
+}
+
+impl Contract for ChatRoomClosed {
+    const TYPE: &'static str = "chat.room_closed";
+    const VERSION: u32 = 1;
+    const ROUTE: Route = Route::Event;
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EmailTemplate {

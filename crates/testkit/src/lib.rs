@@ -9,6 +9,7 @@ pub mod database;
 pub mod proxy;
 pub mod smtp;
 pub mod tokens;
+pub mod ws;
 
 pub use amqp::TestBus;
 pub use database::TestDatabase;
@@ -44,7 +45,7 @@ pub async fn send_with_token(
     }
     match request.send().await {
         Ok(response) => response,
-        Err(err) => panic!("{method} {url}: {err}"),
+        Err(err) => panic!("{method} {url}: {err:?}"),
     }
 }
 

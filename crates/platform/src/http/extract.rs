@@ -239,6 +239,26 @@ pub(super) fn query_config() -> web::QueryConfig {
     })
 }
 
+/// The `Idempotency-Key` header of a mutation a client may retry: 1 to
+/// 200 visible ASCII characters, or absent.
+pub fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, Problem> {
+    let Some(value) = req.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|key| (1..=200).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| {
+            Problem::bad_request("Idempotency-Key must be 1 to 200 visible ASCII characters")
+                .with_errors(vec![FieldError::new(
+                    "Idempotency-Key",
+                    "must be 1 to 200 visible ASCII characters",
+                )])
+        })?;
+    Ok(Some(key.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -177,6 +177,12 @@ impl Problem {
         )
     }
 
+    /// What the answer says, for callers that carry it elsewhere (a
+    /// WebSocket error frame).
+    pub fn body(&self) -> &ProblemBody {
+        &self.0
+    }
+
     pub fn status_code(&self) -> StatusCode {
         StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
