@@ -1,0 +1,12 @@
+DROP TABLE connections;
+DROP TABLE replicas;
+DROP TABLE waiting_notices;
+DROP TABLE assignment_decisions;
+DROP TABLE bookmarks;
+DROP TABLE read_cursors;
+DROP TABLE messages;
+DROP TABLE rooms;
+DROP TABLE agents;
+DROP TABLE people;
+DROP TABLE processed_messages;
+DROP TABLE outbox;

@@ -1,0 +1,197 @@
+//! Who may do what in a room, and posting messages: shared by the REST
+//! routes and the WebSocket, so both answer alike.
+
+use crate::model::{is_agent, AuthorRole, Body, ClientMsgId, RoomStatus};
+use crate::store::messages::{self, MessageRow};
+use crate::store::rooms::{self, RoomRow};
+use chrono::Utc;
+use diesel::prelude::*;
+use domain::Role;
+use platform::error::Error;
+use platform::Problem;
+use uuid::Uuid;
+
+/// What a caller is to chat, from the roles of their token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Party {
+    /// Staff or admin: every room.
+    Agent(Uuid),
+    /// Their own rooms only.
+    Visitor(Uuid),
+    /// A plain user: no room at all.
+    Outsider(Uuid),
+}
+
+impl Party {
+    pub fn of(user_id: Uuid, roles: &[Role]) -> Self {
+        if is_agent(roles) {
+            Party::Agent(user_id)
+        } else if roles.contains(&Role::Visitor) {
+            Party::Visitor(user_id)
+        } else {
+            Party::Outsider(user_id)
+        }
+    }
+
+    pub fn user_id(&self) -> Uuid {
+        match self {
+            Party::Agent(id) | Party::Visitor(id) | Party::Outsider(id) => *id,
+        }
+    }
+
+    pub fn is_agent(&self) -> bool {
+        matches!(self, Party::Agent(_))
+    }
+
+    /// 403 for those who see no rooms.
+    pub fn require_rooms(&self) -> Result<(), Problem> {
+        match self {
+            Party::Outsider(_) => Err(Problem::forbidden("chat rooms are for visitors and staff")),
+            _ => Ok(()),
+        }
+    }
+
+    /// 403 unless staff or admin.
+    pub fn require_agent(&self) -> Result<Uuid, Problem> {
+        match self {
+            Party::Agent(id) => Ok(*id),
+            _ => Err(Problem::forbidden("requires the staff role")),
+        }
+    }
+
+    /// Whether the room is within reach. A visitor learns nothing of
+    /// another visitor's room: it is "no such room" like one that does
+    /// not exist.
+    pub fn may_see(&self, room: &RoomRow) -> bool {
+        match self {
+            Party::Agent(_) => true,
+            Party::Visitor(id) => room.visitor_id == *id,
+            Party::Outsider(_) => false,
+        }
+    }
+
+    fn author_role(&self) -> Result<AuthorRole, Problem> {
+        match self {
+            Party::Agent(_) => Ok(AuthorRole::Staff),
+            Party::Visitor(_) => Ok(AuthorRole::Visitor),
+            Party::Outsider(_) => Err(Problem::forbidden("chat rooms are for visitors and staff")),
+        }
+    }
+}
+
+pub fn no_such_room() -> Problem {
+    Problem::not_found("no such room")
+}
+
+/// The room if the party may see it: 403 for outsiders, 404 for a room
+/// that does not exist or is out of reach.
+pub fn visible_room(
+    conn: &mut PgConnection,
+    party: Party,
+    room_id: Uuid,
+) -> Result<RoomRow, Error> {
+    party.require_rooms()?;
+    match rooms::find(conn, room_id)? {
+        Some(room) if party.may_see(&room) => Ok(room),
+        _ => Err(no_such_room().into()),
+    }
+}
+
+/// A message posted: new, or the one an earlier try with the same
+/// `client_msg_id` stored.
+pub struct Posted {
+    pub message: MessageRow,
+    pub created: bool,
+}
+
+/// Stores a message with the room's next seq. The room must be open and
+/// within the party's reach.
+pub fn post(
+    conn: &mut PgConnection,
+    party: Party,
+    room_id: Uuid,
+    client_msg_id: &ClientMsgId,
+    body: &Body,
+) -> Result<Posted, Error> {
+    let author_role = party.author_role()?;
+    let visitor_only = match party {
+        Party::Visitor(id) => Some(id),
+        _ => None,
+    };
+    if let Some(existing) = messages::find_by_client_id(conn, room_id, client_msg_id.as_str())? {
+        // Only someone who may see the room learns of its messages.
+        visible_room(conn, party, room_id)?;
+        return Ok(Posted {
+            message: existing,
+            created: false,
+        });
+    }
+    let stored = conn.transaction(|conn| {
+        let Some(seq) = rooms::take_next_seq(conn, room_id, visitor_only)? else {
+            return Ok(None);
+        };
+        let row = MessageRow {
+            room_id,
+            seq,
+            id: Uuid::now_v7(),
+            author_id: party.user_id(),
+            author_role,
+            body: body.as_str().to_string(),
+            client_msg_id: client_msg_id.as_str().to_string(),
+            created_at: Utc::now(),
+        };
+        messages::insert(conn, &row)?;
+        Ok::<_, diesel::result::Error>(Some(row))
+    });
+    match stored {
+        Ok(Some(message)) => Ok(Posted {
+            message,
+            created: true,
+        }),
+        Ok(None) => {
+            // Nothing was taken: the room is closed, out of reach, or gone.
+            let room = visible_room(conn, party, room_id)?;
+            if room.status == RoomStatus::Closed {
+                Err(Problem::conflict("room_closed", "the room is closed").into())
+            } else {
+                Err(no_such_room().into())
+            }
+        }
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => {
+            // The same client_msg_id raced itself; the other try won.
+            visible_room(conn, party, room_id)?;
+            let existing = messages::find_by_client_id(conn, room_id, client_msg_id.as_str())?
+                .ok_or_else(|| Error::from(diesel::result::Error::NotFound))?;
+            Ok(Posted {
+                message: existing,
+                created: false,
+            })
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Moves the party's read cursor in a room they may see, up to its last
+/// message; the cursor it ends at.
+pub fn mark_read(
+    conn: &mut PgConnection,
+    party: Party,
+    room_id: Uuid,
+    seq: i64,
+) -> Result<i64, Error> {
+    let room = visible_room(conn, party, room_id)?;
+    if seq < 0 || seq > room.last_seq {
+        return Err(Problem::invalid_field(
+            "seq",
+            format!(
+                "must be between 0 and the room's last seq ({})",
+                room.last_seq
+            ),
+        )
+        .into());
+    }
+    Ok(messages::mark_read(conn, room_id, party.user_id(), seq)?)
+}

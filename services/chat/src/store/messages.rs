@@ -1,0 +1,131 @@
+//! Messages and read cursors.
+
+use crate::model::{AuthorRole, Message};
+use crate::schema::{messages, read_cursors};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = messages)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+pub struct MessageRow {
+    pub room_id: Uuid,
+    pub seq: i64,
+    pub id: Uuid,
+    pub author_id: Uuid,
+    pub author_role: AuthorRole,
+    pub body: String,
+    pub client_msg_id: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl MessageRow {
+    pub fn to_message(&self) -> Message {
+        Message {
+            id: self.id,
+            room_id: self.room_id,
+            seq: self.seq,
+            author_id: self.author_id,
+            author_role: self.author_role,
+            body: self.body.clone(),
+            client_msg_id: self.client_msg_id.clone(),
+            created_at: self.created_at,
+        }
+    }
+}
+
+pub fn insert(conn: &mut PgConnection, row: &MessageRow) -> QueryResult<()> {
+    diesel::insert_into(messages::table)
+        .values(row)
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn find_by_client_id(
+    conn: &mut PgConnection,
+    room_id: Uuid,
+    client_msg_id: &str,
+) -> QueryResult<Option<MessageRow>> {
+    messages::table
+        .filter(messages::room_id.eq(room_id))
+        .filter(messages::client_msg_id.eq(client_msg_id))
+        .select(MessageRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Up to `limit` messages of the room with `after < seq < before`, in seq
+/// order. With only `before`, the `limit` just before it.
+pub fn page(
+    conn: &mut PgConnection,
+    room_id: Uuid,
+    after: i64,
+    before: Option<i64>,
+    limit: i64,
+) -> QueryResult<Vec<MessageRow>> {
+    let base = messages::table
+        .filter(messages::room_id.eq(room_id))
+        .filter(messages::seq.gt(after))
+        .select(MessageRow::as_select());
+    match before {
+        None => base.order(messages::seq.asc()).limit(limit).load(conn),
+        Some(before) => {
+            let mut rows: Vec<MessageRow> = base
+                .filter(messages::seq.lt(before))
+                .order(messages::seq.desc())
+                .limit(limit)
+                .load(conn)?;
+            rows.reverse();
+            Ok(rows)
+        }
+    }
+}
+
+/// Everything after `after` up to and including `through`, in order.
+pub fn range(
+    conn: &mut PgConnection,
+    room_id: Uuid,
+    after: i64,
+    through: i64,
+) -> QueryResult<Vec<MessageRow>> {
+    messages::table
+        .filter(messages::room_id.eq(room_id))
+        .filter(messages::seq.gt(after))
+        .filter(messages::seq.le(through))
+        .order(messages::seq.asc())
+        .select(MessageRow::as_select())
+        .load(conn)
+}
+
+pub fn count(conn: &mut PgConnection, room_id: Uuid) -> QueryResult<i64> {
+    messages::table
+        .filter(messages::room_id.eq(room_id))
+        .count()
+        .get_result(conn)
+}
+
+/// Moves the reader's cursor forward (never back); the cursor it ends at.
+pub fn mark_read(
+    conn: &mut PgConnection,
+    room_id: Uuid,
+    user_id: Uuid,
+    seq: i64,
+) -> QueryResult<i64> {
+    diesel::insert_into(read_cursors::table)
+        .values((
+            read_cursors::room_id.eq(room_id),
+            read_cursors::user_id.eq(user_id),
+            read_cursors::last_read_seq.eq(seq),
+        ))
+        .on_conflict((read_cursors::room_id, read_cursors::user_id))
+        .do_update()
+        .set((
+            read_cursors::last_read_seq.eq(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+                "GREATEST(read_cursors.last_read_seq, excluded.last_read_seq)",
+            )),
+            read_cursors::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(read_cursors::last_read_seq)
+        .get_result(conn)
+}

@@ -1,0 +1,213 @@
+//! Rooms: reading them, listing them, and the state changes the
+//! assignment module makes inside its transactions.
+
+use crate::model::{Priority, Room, RoomStatus};
+use crate::schema::rooms;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = rooms)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+pub struct RoomRow {
+    pub id: Uuid,
+    pub visitor_id: Uuid,
+    pub assignee_id: Option<Uuid>,
+    pub status: RoomStatus,
+    pub priority: Priority,
+    pub subject: Option<String>,
+    pub last_seq: i64,
+    pub created_at: DateTime<Utc>,
+    pub closed_at: Option<DateTime<Utc>>,
+}
+
+impl RoomRow {
+    pub fn to_room(&self) -> Room {
+        Room {
+            id: self.id,
+            visitor_id: self.visitor_id,
+            assignee_id: self.assignee_id,
+            status: self.status,
+            priority: self.priority,
+            subject: self.subject.clone(),
+            created_at: self.created_at,
+            closed_at: self.closed_at,
+            last_seq: self.last_seq,
+        }
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = rooms)]
+struct NewRoom<'a> {
+    id: Uuid,
+    visitor_id: Uuid,
+    subject: Option<&'a str>,
+    idempotency_key: Option<&'a str>,
+}
+
+/// Inserts a waiting room; `None` when the visitor already opened one
+/// with `idempotency_key`.
+pub fn insert(
+    conn: &mut PgConnection,
+    visitor_id: Uuid,
+    subject: Option<&str>,
+    idempotency_key: Option<&str>,
+) -> QueryResult<Option<RoomRow>> {
+    diesel::insert_into(rooms::table)
+        .values(NewRoom {
+            id: Uuid::now_v7(),
+            visitor_id,
+            subject,
+            idempotency_key,
+        })
+        .on_conflict_do_nothing()
+        .returning(RoomRow::as_returning())
+        .get_result(conn)
+        .optional()
+}
+
+pub fn find_by_idempotency_key(
+    conn: &mut PgConnection,
+    visitor_id: Uuid,
+    key: &str,
+) -> QueryResult<Option<RoomRow>> {
+    rooms::table
+        .filter(rooms::visitor_id.eq(visitor_id))
+        .filter(rooms::idempotency_key.eq(key))
+        .select(RoomRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn find(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<RoomRow>> {
+    rooms::table
+        .find(id)
+        .select(RoomRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn find_for_update(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<RoomRow>> {
+    rooms::table
+        .find(id)
+        .select(RoomRow::as_select())
+        .for_update()
+        .first(conn)
+        .optional()
+}
+
+/// Who a listing is for: a visitor sees their own rooms, staff any.
+#[derive(Debug, Clone, Copy)]
+pub struct ListFilter {
+    pub visitor: Option<Uuid>,
+    pub assignee: Option<Uuid>,
+    pub status: Option<RoomStatus>,
+}
+
+/// Rooms in id order (which is the order they were opened), after `cursor`.
+pub fn list(
+    conn: &mut PgConnection,
+    filter: ListFilter,
+    cursor: Option<Uuid>,
+    limit: i64,
+) -> QueryResult<Vec<RoomRow>> {
+    let mut query = rooms::table.select(RoomRow::as_select()).into_boxed();
+    if let Some(visitor) = filter.visitor {
+        query = query.filter(rooms::visitor_id.eq(visitor));
+    }
+    if let Some(assignee) = filter.assignee {
+        query = query.filter(rooms::assignee_id.eq(assignee));
+    }
+    if let Some(status) = filter.status {
+        query = query.filter(rooms::status.eq(status));
+    }
+    if let Some(cursor) = cursor {
+        query = query.filter(rooms::id.gt(cursor));
+    }
+    query.order(rooms::id.asc()).limit(limit).load(conn)
+}
+
+/// The head of the waiting queue (priority, then age), locked. A room
+/// another transaction holds is waited for, not passed over: it may stay
+/// waiting, and then it still goes first.
+pub fn next_waiting(conn: &mut PgConnection) -> QueryResult<Option<RoomRow>> {
+    rooms::table
+        .filter(rooms::status.eq(RoomStatus::Waiting))
+        .order((
+            rooms::priority_rank.asc(),
+            rooms::created_at.asc(),
+            rooms::id.asc(),
+        ))
+        .select(RoomRow::as_select())
+        .for_update()
+        .first(conn)
+        .optional()
+}
+
+/// Whether a room other than `room` waits, as of this statement.
+pub fn any_waiting_besides(conn: &mut PgConnection, room: Uuid) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        rooms::table
+            .filter(rooms::status.eq(RoomStatus::Waiting))
+            .filter(rooms::id.ne(room)),
+    ))
+    .get_result(conn)
+}
+
+pub fn set_assignee(conn: &mut PgConnection, id: Uuid, assignee: Uuid) -> QueryResult<RoomRow> {
+    diesel::update(rooms::table.find(id))
+        .set((
+            rooms::assignee_id.eq(assignee),
+            rooms::status.eq(RoomStatus::Active),
+            rooms::assigned_at.eq(diesel::dsl::now),
+            rooms::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(RoomRow::as_returning())
+        .get_result(conn)
+}
+
+pub fn set_priority(conn: &mut PgConnection, id: Uuid, priority: Priority) -> QueryResult<RoomRow> {
+    diesel::update(rooms::table.find(id))
+        .set((
+            rooms::priority.eq(priority),
+            rooms::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(RoomRow::as_returning())
+        .get_result(conn)
+}
+
+pub fn close(conn: &mut PgConnection, id: Uuid, closed_by: Uuid) -> QueryResult<RoomRow> {
+    diesel::update(rooms::table.find(id))
+        .set((
+            rooms::status.eq(RoomStatus::Closed),
+            rooms::closed_at.eq(diesel::dsl::now),
+            rooms::closed_by.eq(closed_by),
+            rooms::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(RoomRow::as_returning())
+        .get_result(conn)
+}
+
+/// Takes the room's next seq for a message, if the room is open and (for
+/// a visitor) theirs; the room stays locked until the transaction ends,
+/// which is what orders concurrent sends.
+pub fn take_next_seq(
+    conn: &mut PgConnection,
+    id: Uuid,
+    only_visitor: Option<Uuid>,
+) -> QueryResult<Option<i64>> {
+    let mut update = diesel::update(rooms::table)
+        .filter(rooms::id.eq(id))
+        .filter(rooms::status.ne(RoomStatus::Closed))
+        .into_boxed();
+    if let Some(visitor) = only_visitor {
+        update = update.filter(rooms::visitor_id.eq(visitor));
+    }
+    update
+        .set(rooms::last_seq.eq(rooms::last_seq + 1))
+        .returning(rooms::last_seq)
+        .get_result(conn)
+        .optional()
+}
