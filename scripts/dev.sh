@@ -19,7 +19,7 @@ done
 export COOKIE_SECURE=${COOKIE_SECURE:-false}
 export RUST_LOG=${RUST_LOG:-info}
 
-services=(auth accounts worker)
+services=(auth accounts chat worker)
 
 echo "building ${services[*]}..."
 packages=()
@@ -48,5 +48,6 @@ done
 
 echo "auth:      http://localhost:8001/api/auth/docs"
 echo "accounts:  http://localhost:8002/api/accounts/docs"
+echo "chat:      http://localhost:8003/api/chat/docs (WebSocket ws://localhost:8003/api/chat/ws)"
 echo "worker:    emails land in var/mail/*.eml (EMAIL_TRANSPORT=smtp to send)"
 wait

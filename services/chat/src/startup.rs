@@ -32,12 +32,37 @@ pub const DOCS: ApiDocs = ApiDocs {
 
 /// Frames waiting for the broker before new ones are dropped.
 const LIVE_PUBLISH_QUEUE: usize = 16_384;
+/// How often the broker's state is looked at for outages that ended.
+const BROKER_WATCH: Duration = Duration::from_millis(250);
 /// How often the leader sweeps presence and drains the queue.
 const LEADER_PERIOD: Duration = Duration::from_secs(1);
 
 /// The service's API document, as it serves it at `/api/chat/openapi.json`.
 pub fn openapi() -> anyhow::Result<utoipa::openapi::OpenApi> {
     Ok(server::openapi(routes::PREFIX, DOCS, routes::configure)?)
+}
+
+/// While the broker was away, live frames from other replicas were lost
+/// (this replica's queue went with its connection): when it is back, every
+/// connection fetches what it missed from the database.
+async fn resync_after_outages(
+    status: bus::BrokerStatus,
+    hub: Arc<Hub>,
+    shutdown: platform::Shutdown,
+) {
+    let mut was_up = true;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(BROKER_WATCH) => {}
+            _ = shutdown.wait() => return,
+        }
+        let up = status.check().is_ok();
+        if up && !was_up {
+            tracing::info!("broker back: connections fetch what they missed");
+            hub.resync_all();
+        }
+        was_up = up;
+    }
 }
 
 pub struct Application {
@@ -117,7 +142,15 @@ impl Application {
         running.spawn(bus::consumer::run(
             broker.clone(),
             live::spec(replica),
-            Arc::new(LiveHandler { replica, hub }),
+            Arc::new(LiveHandler {
+                replica,
+                hub: hub.clone(),
+            }),
+            shutdown.clone(),
+        ));
+        running.spawn(resync_after_outages(
+            broker.status.clone(),
+            hub,
             shutdown.clone(),
         ));
         running.spawn(bus::consumer::run(

@@ -126,9 +126,17 @@ pub struct Person {
 
 impl Chat {
     pub async fn add_replica(&mut self) -> usize {
-        let app = chat::startup::Application::build(self.config.clone())
-            .await
-            .unwrap();
+        self.add_replica_with(|_| {}).await
+    }
+
+    /// A replica with settings of its own (a broker behind a proxy).
+    pub async fn add_replica_with(
+        &mut self,
+        adjust: impl FnOnce(&mut chat::config::Config),
+    ) -> usize {
+        let mut config = self.config.clone();
+        adjust(&mut config);
+        let app = chat::startup::Application::build(config).await.unwrap();
         let url = format!("http://127.0.0.1:{}", app.port());
         let replica = Replica {
             url: url.clone(),

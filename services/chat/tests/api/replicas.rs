@@ -165,3 +165,60 @@ async fn clients_of_a_replica_stopped_by_sigterm_resume_elsewhere_exactly_once()
 async fn clients_of_a_killed_replica_resume_elsewhere_exactly_once() {
     resume_after(true).await;
 }
+
+#[tokio::test]
+async fn after_a_broker_outage_a_replicas_clients_get_what_they_missed_once() {
+    let mut chat = start_with(1, quick).await;
+    let proxy = testkit::TcpProxy::start("127.0.0.1:5672".parse().unwrap())
+        .await
+        .unwrap();
+    let amqp = proxy.route(&testkit::amqp_url(), "127.0.0.1:5672");
+    let cut_off = chat
+        .add_replica_with(|config| config.common.amqp_url = amqp.into())
+        .await;
+    let visitor = chat.visitor();
+    let staff = chat.staff().await;
+    let room = id_of(&chat.open_room(&visitor).await);
+    let mut guest = chat.connect(cut_off, &visitor).await;
+    guest
+        .send(json!({"type": "subscribe", "room_id": room, "after_seq": 0}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let post = |i: i64| {
+        let chat = &chat;
+        let staff = &staff;
+        let room = room.clone();
+        async move { chat.post(staff, &room, &format!("m{i}")).await }
+    };
+    for i in 1..=3 {
+        post(i).await;
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        seen.push(guest.frame_of("message").await["seq"].as_i64().unwrap());
+    }
+    proxy.cut();
+    let ready = chat.url_on(cut_off, "/readyz");
+    let down = testkit::eventually(Duration::from_secs(10), || async {
+        let response = chat.client.get(&ready).send().await.ok()?;
+        (response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE).then_some(())
+    })
+    .await;
+    assert!(down.is_some(), "the replica notices the broker is gone");
+    for i in 4..=6 {
+        post(i).await;
+    }
+    proxy.restore();
+    // Without anything new being sent, the missed ones arrive.
+    while seen.len() < 6 {
+        seen.push(guest.frame_of("message").await["seq"].as_i64().unwrap());
+    }
+    post(7).await;
+    seen.push(guest.frame_of("message").await["seq"].as_i64().unwrap());
+    assert_eq!(seen, (1..=7).collect::<Vec<_>>());
+    assert!(guest
+        .drain(Duration::from_millis(300))
+        .await
+        .iter()
+        .all(|f| f["type"] != "message"));
+}

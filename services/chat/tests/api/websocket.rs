@@ -417,3 +417,43 @@ async fn a_slow_reader_is_disconnected_not_buffered() {
     assert!(kicked.is_some(), "the slow reader was disconnected");
     drop(slow);
 }
+
+#[tokio::test]
+async fn an_expiring_token_can_be_renewed_and_an_expired_one_closes_the_connection() {
+    let chat = start().await;
+    let visitor = chat.visitor();
+    let short = |seconds: i64| {
+        let now = chrono::Utc::now().timestamp();
+        chat.issuer.sign(&AccessClaims {
+            iss: chat.issuer.issuer().to_string(),
+            aud: "platform".into(),
+            sub: visitor.id.to_string(),
+            roles: vec![Role::Visitor],
+            sid: uuid::Uuid::now_v7().to_string(),
+            iat: now,
+            nbf: now,
+            exp: now + seconds,
+            jti: uuid::Uuid::new_v4().to_string(),
+        })
+    };
+    let mut renewed = WsClient::authed(&chat.ws_url(0), &short(2)).await;
+    renewed
+        .send(json!({"type": "auth", "token": visitor.token}))
+        .await;
+    let mut lapsed = WsClient::authed(&chat.ws_url(0), &short(2)).await;
+    let started = std::time::Instant::now();
+    assert_eq!(lapsed.close_code().await, Some(4401));
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    renewed.send(json!({"type": "ping"})).await;
+    assert_eq!(
+        renewed.frame_of("pong").await["type"],
+        "pong",
+        "the renewed one stays"
+    );
+    // A token for someone else is no renewal.
+    let other = chat.visitor();
+    renewed
+        .send(json!({"type": "auth", "token": other.token}))
+        .await;
+    assert_eq!(renewed.close_code().await, Some(4401));
+}
