@@ -18,7 +18,7 @@ results="$out/results.jsonl"
 
 scripts/bootstrap.sh
 echo "building release binaries..."
-cargo build --release --quiet -p auth -p accounts -p worker -p loadgen
+cargo build --release --quiet -p auth -p accounts -p chat -p worker -p loadgen
 loadgen=target/release/loadgen
 
 record() { tee -a "$results"; }
@@ -108,6 +108,38 @@ wait $auth_pid $accounts_pid 2>/dev/null || true
 drop_db auth_bench
 drop_db accounts_bench
 
+# --- chat ------------------------------------------------------------------------
+# loadgen starts its own release chat replicas (child processes) on a
+# database and AMQP prefix of their own, and signs their tokens itself.
+echo "== chat: 10,000 idle authenticated WebSockets on one replica"
+$loadgen chat-idle --bin target/release/chat --db "$PG" --connections 10000 | record
+echo "== chat: 2 replicas, 1,000 rooms, visitors on one, staff on the other, paced rates"
+$loadgen chat-messages --bin target/release/chat --db "$PG" --rooms 1000 --staff 50 \
+  --rates "${BENCH_CHAT_RATES:-500,1000,2000,3000,4000}" --seconds "$SECONDS_PER_RUN" | record
+# The floor beside it: pgbench runs the service's insert-and-bump
+# transaction (look up the client id, take the room's next seq, insert)
+# on the same rooms, at the two replicas' pool size (2 x 16 connections).
+echo "== floor: pgbench insert-and-bump, -c 32"
+psql -q "$PG/bench_chat_messages" -c "CREATE TABLE bench_rooms AS SELECT row_number() OVER () AS n, id FROM rooms; \
+  CREATE UNIQUE INDEX ON bench_rooms (n);" >/dev/null
+rooms=$(psql -qtA "$PG/bench_chat_messages" -c "SELECT count(*) FROM bench_rooms")
+cat > "$out/chat_insert.sql" <<SQL
+\set r random(1, $rooms)
+SELECT 1 FROM messages WHERE room_id = (SELECT id FROM bench_rooms WHERE n = :r) AND client_msg_id = 'no-such-id';
+BEGIN;
+UPDATE rooms SET last_seq = last_seq + 1 WHERE id = (SELECT id FROM bench_rooms WHERE n = :r) AND status <> 'closed' RETURNING last_seq \gset
+INSERT INTO messages (room_id, seq, id, author_id, author_role, body, client_msg_id) VALUES ((SELECT id FROM bench_rooms WHERE n = :r), :last_seq, gen_random_uuid(), gen_random_uuid(), 'visitor', 't=0', gen_random_uuid()::text);
+COMMIT;
+SQL
+chat_tps=$(pgbench -n -M prepared -c 32 -j 2 -T "$SECONDS_PER_RUN" -f "$out/chat_insert.sql" \
+  "$PG/bench_chat_messages?sslmode=disable" 2>/dev/null | awk '/^tps/ {print $3; exit}')
+echo "{\"bench\":\"chat_insert_floor\",\"tps\":${chat_tps:-0}}" | record
+drop_db bench_chat_messages
+echo "== chat: resume after 10,000 missed messages"
+$loadgen chat-resume --bin target/release/chat --db "$PG" --messages 10000 | record
+echo "== chat: 1,000 rooms opened at once against 50 online staff"
+$loadgen chat-assign --bin target/release/chat --db "$PG" --rooms 1000 --staff 50 | record
+
 # --- outbox to consumer --------------------------------------------------------
 echo "== 10,000 events: outbox -> relay -> RabbitMQ -> consumer"
 drop_db bench_outbox
@@ -181,9 +213,10 @@ wait $worker_pid 2>/dev/null || true
 drop_db worker_bench
 # What the services declared under this run's prefixes: queues by listing,
 # the exchanges by name.
-for prefix in "bench.$$." "$WORKER_PREFIX"; do
+chat_prefixes=$(rabbitmqctl -q list_queues name 2>/dev/null | awk -F. '/^bench-chat\./ {print $1 "." $2 "."}' | sort -u || true)
+for prefix in "bench.$$." "$WORKER_PREFIX" $chat_prefixes; do
   queues=$(rabbitmqctl -q list_queues name 2>/dev/null | awk -v p="$prefix" 'index($0, p) == 1' | paste -sd, - || true)
-  $loadgen forget --prefix "$prefix" --queues "$queues" || true
+  $loadgen forget --prefix "$prefix" --queues "$queues" --exchanges chat.live || true
 done
 
 python3 - "$results" <<'PY'
@@ -210,5 +243,18 @@ for rate in (1000, 2500):
     print(f"outbox -> consumer paced at {rate}/s: p99 commit-to-handled {p['p99_ms']} ms (target <= 100)")
 raw, w = rows["smtp_plain_client"], rows["worker_email"]
 print(f"worker: {w['rps']:.0f} emails/s vs plain SMTP client {raw['rps']:.0f}/s: {100*w['rps']/raw['rps']:.0f}% (target >= 50%), p99 queue-to-delivered {w['p99_ms']} ms, errors {w['errors']}")
+c = rows["chat_idle_connections"]
+print(f"chat: {c['connections']} idle WebSockets, {c['bytes_per_connection']/1024:.1f} KB of RSS each (target <= 16)")
+floor = rows["chat_insert_floor"]["tps"]
+steps = sorted((r for k, r in rows.items() if k.startswith("chat_messages_")), key=lambda r: r["rate"])
+good = [r for r in steps if r["p99_ms"] <= 50 and r["delivered"] >= r["sent"]]
+for r in steps:
+    print(f"chat messages at {r['rate']:.0f}/s: sent {r['sent']}, acked {r['acked']}, delivered {r['delivered']}, p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms")
+best = max((r["rate"] for r in good), default=0)
+print(f"chat: highest rate with p99 <= 50 ms: {best:.0f}/s (goal >= 2000, or >= 60% of the floor); pgbench insert-and-bump floor {floor:.0f} tps ({100*best/floor if floor else 0:.0f}%)")
+r = rows["chat_resume"]
+print(f"chat resume of {r['messages']} messages: median {r['median_ms']} ms, worst {r['worst_ms']} ms (target < 1000)")
+a = rows["chat_assign"]
+print(f"chat assignment: {a['rooms']} rooms, {a['staff']} staff: p99 open-to-assigned {a['open_to_assigned_p99_ms']} ms (target <= 50), over capacity {a['over_capacity']} (target 0), {a['assigned_at_once']} assigned at once")
 print(f"worker RSS: idle {rows['worker_idle_rss']['rss_mb']} MB (target <= 30), peak during the burst {rows['worker_burst_rss']['rss_mb']} MB")
 PY

@@ -10,8 +10,6 @@ use crate::topology::{self, Exchange};
 use lapin::options::BasicPublishOptions;
 use lapin::BasicProperties;
 use platform::Shutdown;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// Most messages handed to lapin before waiting for their writes.
@@ -26,7 +24,7 @@ struct Outgoing {
 #[derive(Clone)]
 pub struct FanoutPublisher {
     queue: mpsc::Sender<Outgoing>,
-    dropped: Arc<AtomicU64>,
+    dropped: prometheus::IntCounter,
 }
 
 /// The task that sends what [`FanoutPublisher`] queued; run it with the
@@ -35,15 +33,20 @@ pub struct FanoutTask {
     broker: Broker,
     exchange: Exchange,
     queue: mpsc::Receiver<Outgoing>,
-    dropped: Arc<AtomicU64>,
+    dropped: prometheus::IntCounter,
 }
 
 impl FanoutPublisher {
     /// A publisher to the logical `exchange` (declared on every connect),
-    /// holding at most `capacity` messages while they wait for the wire.
-    pub fn new(broker: Broker, exchange: Exchange, capacity: usize) -> (Self, FanoutTask) {
+    /// holding at most `capacity` messages while they wait for the wire;
+    /// what it drops is counted in `dropped`.
+    pub fn new(
+        broker: Broker,
+        exchange: Exchange,
+        capacity: usize,
+        dropped: prometheus::IntCounter,
+    ) -> (Self, FanoutTask) {
         let (sender, receiver) = mpsc::channel(capacity.max(1));
-        let dropped = Arc::new(AtomicU64::new(0));
         let publisher = Self {
             queue: sender,
             dropped: dropped.clone(),
@@ -68,14 +71,14 @@ impl FanoutPublisher {
             })
             .is_ok();
         if !sent {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.dropped.inc();
         }
         sent
     }
 
     /// Messages dropped so far, queued or not.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.dropped.get()
     }
 }
 
@@ -101,7 +104,7 @@ impl FanoutTask {
                             _ = tokio::time::sleep_until(until) => break,
                             _ = shutdown.wait() => return,
                             next = self.queue.recv() => match next {
-                                Some(_) => { self.dropped.fetch_add(1, Ordering::Relaxed); }
+                                Some(_) => { self.dropped.inc(); }
                                 None => return,
                             },
                         }
@@ -159,7 +162,7 @@ impl FanoutTask {
                     let failed = outcomes.iter().filter(|outcome| outcome.is_err()).count();
                     batch.clear();
                     if failed > 0 {
-                        self.dropped.fetch_add(failed as u64, Ordering::Relaxed);
+                        self.dropped.inc_by(failed as u64);
                         if let Some(Err(err)) = outcomes.into_iter().find(Result::is_err) {
                             return Err(err);
                         }

@@ -164,6 +164,11 @@ fn try_assign(
 ) -> QueryResult<RoomRow> {
     let line_up = agents::line_up(conn, LINE_UP)?;
     let Some(agent) = agents::take_free(conn, wait_for_locked_agents)? else {
+        if trigger == Trigger::Queue {
+            // The room's waiting was recorded when it was opened; a drain
+            // that finds nobody free decides nothing new.
+            return Ok(room);
+        }
         record(
             conn,
             Decision {
@@ -362,6 +367,9 @@ pub fn claim(
             .into());
         }
         let me = agents::find_for_update(conn, agent)?.ok_or_else(no_such_room)?;
+        if !me.is_agent || me.disabled {
+            return Err(Problem::forbidden("you are no longer an active staff member").into());
+        }
         if !me.has_capacity() {
             return Err(Problem::conflict(
                 "at_capacity",

@@ -104,31 +104,30 @@ fn update_agent(
 ) -> QueryResult<()> {
     if is_agent_now == Some(true) {
         diesel::insert_into(agents::table)
-            .values((agents::user_id.eq(user_id), agents::revision.eq(0)))
+            .values(agents::user_id.eq(user_id))
             .on_conflict_do_nothing()
             .execute(conn)?;
     }
-    let target = agents::table
-        .filter(agents::user_id.eq(user_id))
-        .filter(agents::revision.lt(revision));
+    let agent = agents::table.filter(agents::user_id.eq(user_id));
     let updated_at = agents::updated_at.eq(diesel::dsl::now);
-    match (is_agent_now, disabled) {
-        (Some(agent), _) => diesel::update(target)
+    if let Some(is_agent_now) = is_agent_now {
+        diesel::update(agent.filter(agents::roles_revision.lt(revision)))
             .set((
-                agents::is_agent.eq(agent),
-                agents::revision.eq(revision),
+                agents::is_agent.eq(is_agent_now),
+                agents::roles_revision.eq(revision),
                 updated_at,
             ))
-            .execute(conn)?,
-        (None, Some(disabled)) => diesel::update(target)
+            .execute(conn)?;
+    }
+    if let Some(disabled) = disabled {
+        diesel::update(agent.filter(agents::status_revision.lt(revision)))
             .set((
                 agents::disabled.eq(disabled),
-                agents::revision.eq(revision),
+                agents::status_revision.eq(revision),
                 updated_at,
             ))
-            .execute(conn)?,
-        (None, None) => 0,
-    };
+            .execute(conn)?;
+    }
     Ok(())
 }
 
@@ -159,13 +158,18 @@ fn apply(conn: &mut PgConnection, change: &Change) -> QueryResult<()> {
         Change::Enabled(event) => {
             update_agent(conn, event.user_id, event.revision, None, Some(false))
         }
-        Change::Profile(event) => diesel::update(people::table.find(event.user_id))
-            .set((
-                people::display_name.eq(&event.display_name),
-                people::updated_at.eq(diesel::dsl::now),
-            ))
-            .execute(conn)
-            .map(|_| ()),
+        Change::Profile(event) => diesel::update(
+            people::table
+                .find(event.user_id)
+                .filter(people::revision.lt(event.revision)),
+        )
+        .set((
+            people::display_name.eq(&event.display_name),
+            people::revision.eq(event.revision),
+            people::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .map(|_| ()),
     }
 }
 

@@ -16,6 +16,8 @@ pub struct ChatMetrics {
     pub decisions: IntCounterVec,
     /// Connections closed because their send queue overflowed.
     pub slow_readers: IntCounter,
+    /// Live frames not published (the broker slow or away).
+    pub live_dropped: IntCounter,
 }
 
 impl ChatMetrics {
@@ -42,7 +44,12 @@ impl ChatMetrics {
                 "chat_ws_slow_reader_disconnects_total",
                 "Connections closed because their send queue overflowed",
             )?,
+            live_dropped: IntCounter::new(
+                "chat_live_publish_dropped_total",
+                "Live frames not published to other replicas (the broker slow or away)",
+            )?,
         };
+        registry.register(Box::new(metrics.live_dropped.clone()))?;
         registry.register(Box::new(metrics.connections.clone()))?;
         registry.register(Box::new(metrics.frames_in.clone()))?;
         registry.register(Box::new(metrics.frames_out.clone()))?;

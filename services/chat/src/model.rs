@@ -103,7 +103,7 @@ pub struct InvalidValue(pub String);
 pub const MAX_BODY_CHARS: usize = 4000;
 pub const MAX_SUBJECT_CHARS: usize = 200;
 pub const MAX_NOTE_CHARS: usize = 2000;
-pub const MAX_CLIENT_MSG_ID_CHARS: usize = 100;
+pub const MAX_CLIENT_MSG_ID_CHARS: usize = 200;
 
 /// Text a person typed: line breaks and tabs are fine, other control
 /// characters are not.
@@ -142,8 +142,8 @@ impl Body {
     }
 }
 
-/// The client's id of a message, unique in its room: 1 to 100 visible
-/// ASCII characters (a UUID fits).
+/// The client's id of a message, unique in its room: 1 to 200 visible
+/// ASCII characters, like an `Idempotency-Key` (a UUID fits).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientMsgId(String);
 
@@ -249,6 +249,6 @@ mod tests {
         assert!(ClientMsgId::parse("c-1").is_ok());
         assert!(ClientMsgId::parse("").is_err());
         assert!(ClientMsgId::parse("has space").is_err());
-        assert!(ClientMsgId::parse(&"x".repeat(101)).is_err());
+        assert!(ClientMsgId::parse(&"x".repeat(201)).is_err());
     }
 }

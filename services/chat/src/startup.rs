@@ -109,10 +109,15 @@ impl Application {
         );
         let metrics = Metrics::new(crate::SERVICE)?;
         let chat_metrics = ChatMetrics::register(metrics.registry())?;
+        let consumer_metrics = bus::consumer::ConsumerMetrics::register(metrics.registry())?;
         let replica = Uuid::new_v4();
         let hub = Arc::new(Hub::new(chat_metrics.clone()));
-        let (publisher, publishing) =
-            FanoutPublisher::new(broker.clone(), live::exchange(), LIVE_PUBLISH_QUEUE);
+        let (publisher, publishing) = FanoutPublisher::new(
+            broker.clone(),
+            live::exchange(),
+            LIVE_PUBLISH_QUEUE,
+            chat_metrics.live_dropped.clone(),
+        );
         let state = AppState {
             pool: pool.clone(),
             relay: relay.handle(),
@@ -141,7 +146,7 @@ impl Application {
         running.spawn(publishing.run(shutdown.clone()));
         running.spawn(bus::consumer::run(
             broker.clone(),
-            live::spec(replica),
+            live::spec(replica).metrics(consumer_metrics.clone()),
             Arc::new(LiveHandler {
                 replica,
                 hub: hub.clone(),
@@ -155,7 +160,7 @@ impl Application {
         ));
         running.spawn(bus::consumer::run(
             broker,
-            PeopleEvents::spec(config.retry_delays()?),
+            PeopleEvents::spec(config.retry_delays()?).metrics(consumer_metrics),
             Arc::new(PeopleEvents::handler(pool)),
             shutdown.clone(),
         ));

@@ -182,7 +182,9 @@ impl Connection {
                     None => break Closing(0, ""),
                     Some(Ok(frame)) => {
                         self.last_heard = Instant::now();
-                        self.on_frame(frame).await
+                        // Boxed: an idle connection's task keeps only the
+                        // small waiting state, not the largest handler's.
+                        Box::pin(self.on_frame(frame)).await
                     }
                     Some(Err(actix_ws::ProtocolError::Overflow)) => {
                         Err(Closing(close::TOO_BIG, "frame too large"))
@@ -190,8 +192,8 @@ impl Connection {
                     Some(Err(_)) => Err(Closing(close::POLICY, "protocol error")),
                 },
                 next = self.queue.recv(), if self.authed.is_some() => match next {
-                    Some(Outbound::Frame(delivery)) => self.forward(&delivery).await,
-                    Some(Outbound::Resync) => self.resync().await,
+                    Some(Outbound::Frame(delivery)) => Box::pin(self.forward(&delivery)).await,
+                    Some(Outbound::Resync) => Box::pin(self.resync()).await,
                     None => Err(Closing(close::GOING_AWAY, "")),
                 },
                 _ = sleep_until(next_ping) => {
@@ -386,8 +388,13 @@ impl Connection {
             return Err(Closing(close::UNAUTHORIZED, "invalid token"));
         };
         let now = chrono::Utc::now().timestamp();
-        let expires_at =
-            Instant::now() + Duration::from_secs(claims.exp.saturating_sub(now).max(0) as u64);
+        // The same leeway the verifier allows, so an accepted token is not
+        // closed at once.
+        let left = claims
+            .exp
+            .saturating_sub(now)
+            .saturating_add(Verifier::LEEWAY_SECS as i64);
+        let expires_at = Instant::now() + Duration::from_secs(left.max(0) as u64);
         let party = Party::of(user_id, &claims.roles);
         if let Some(authed) = &mut self.authed {
             // A fresh token for the same connection.
@@ -395,6 +402,13 @@ impl Connection {
                 self.error(codes::UNAUTHORIZED, "the token is for another user")
                     .await?;
                 return Err(Closing(close::UNAUTHORIZED, "another user"));
+            }
+            if authed.party != party {
+                // What this connection may do was decided by the roles it
+                // started with.
+                self.error(codes::UNAUTHORIZED, "your roles changed; reconnect")
+                    .await?;
+                return Err(Closing(close::UNAUTHORIZED, "roles changed"));
             }
             authed.expires_at = expires_at;
             return Ok(());

@@ -10,7 +10,9 @@
 //! loadgen search  --base ACCOUNTS_URL --token ADMIN_TOKEN --connections C --seconds S --rows N
 //! loadgen outbox  --db URL --events N --writers W
 //! loadgen smtp    --port P --emails N --prefix AMQP_PREFIX
+//! loadgen chat-idle|chat-messages|chat-resume|chat-assign (see chat.rs)
 
+mod chat;
 mod pipeline;
 
 use anyhow::{bail, Context};
@@ -97,12 +99,17 @@ async fn main() -> anyhow::Result<()> {
         "outbox" => pipeline::outbox(&args).await,
         "smtp" => pipeline::smtp(&args).await,
         "forget" => forget(&args).await,
-        _ => bail!("usage: loadgen argon2|login|sessions|refresh|me|search|outbox|smtp|forget [--flag value ...]"),
+        "chat-idle" => chat::idle(&args).await,
+        "chat-messages" => chat::messages(&args).await,
+        "chat-resume" => chat::resume(&args).await,
+        "chat-assign" => chat::assign(&args).await,
+        _ => bail!("usage: loadgen argon2|login|sessions|refresh|me|search|outbox|smtp|forget|chat-idle|chat-messages|chat-resume|chat-assign [--flag value ...]"),
     }
 }
 
-/// `loadgen forget --prefix P --queues a,b`: deletes the queues a bench run
-/// left (physical names) and its `events` and `jobs` exchanges.
+/// `loadgen forget --prefix P --queues a,b [--exchanges c,d]`: deletes the
+/// queues a bench run left (physical names), its `events` and `jobs`
+/// exchanges and any other (logical) exchanges named.
 async fn forget(args: &Args) -> anyhow::Result<()> {
     let prefix = args.text("prefix", "");
     if prefix.is_empty() {
@@ -118,7 +125,16 @@ async fn forget(args: &Args) -> anyhow::Result<()> {
         args.text("amqp", "amqp://guest:guest@127.0.0.1:5672/%2f"),
         bus::Names::new(prefix),
         queues,
-        vec![bus::topology::EVENTS.into(), bus::topology::JOBS.into()],
+        [bus::topology::EVENTS, bus::topology::JOBS]
+            .into_iter()
+            .map(str::to_string)
+            .chain(
+                args.text("exchanges", "")
+                    .split(',')
+                    .filter(|e| !e.is_empty())
+                    .map(str::to_string),
+            )
+            .collect(),
     )
     .await?;
     Ok(())

@@ -36,12 +36,14 @@ CREATE TABLE people (
 
 -- Staff members (the staff or admin role) as chat sees them: settings,
 -- load and presence. A row appears when such a user first calls chat or
--- an event names them; `is_agent` and `disabled` follow account events.
+-- an event names them; `is_agent` and `disabled` follow account events,
+-- each with the revision of the event that last set it.
 CREATE TABLE agents (
     user_id          UUID PRIMARY KEY,
     is_agent         BOOLEAN NOT NULL DEFAULT TRUE,
     disabled         BOOLEAN NOT NULL DEFAULT FALSE,
-    revision         BIGINT NOT NULL DEFAULT 0,
+    roles_revision   BIGINT NOT NULL DEFAULT 0,
+    status_revision  BIGINT NOT NULL DEFAULT 0,
     max_active_rooms INT NOT NULL DEFAULT 3 CHECK (max_active_rooms BETWEEN 0 AND 1000),
     notify_by_email  BOOLEAN NOT NULL DEFAULT TRUE,
     -- Rooms assigned and not closed; kept in the transactions that assign,
@@ -96,7 +98,7 @@ CREATE TABLE messages (
     author_id     UUID NOT NULL,
     author_role   TEXT NOT NULL CHECK (author_role IN ('visitor', 'staff')),
     body          TEXT NOT NULL CHECK (char_length(body) BETWEEN 1 AND 4000),
-    client_msg_id TEXT NOT NULL CHECK (char_length(client_msg_id) BETWEEN 1 AND 100),
+    client_msg_id TEXT NOT NULL CHECK (char_length(client_msg_id) BETWEEN 1 AND 200),
     created_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (room_id, seq),
     UNIQUE (room_id, client_msg_id)

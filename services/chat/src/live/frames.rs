@@ -100,7 +100,7 @@ pub mod codes {
 pub mod close {
     /// The server is shutting down; reconnect elsewhere.
     pub const GOING_AWAY: u16 = 1001;
-    /// Not a frame the protocol knows at all (binary), or flooding.
+    /// Flooding past the rate limit, or a broken WebSocket frame.
     pub const POLICY: u16 = 1008;
     /// A frame over `WS_MAX_FRAME_BYTES`.
     pub const TOO_BIG: u16 = 1009;

@@ -70,7 +70,6 @@ impl ConnSignals {
 
 struct Conn {
     user_id: Uuid,
-    agent: bool,
     /// The connection's row in `connections` (agents only).
     record: Option<Uuid>,
     queue: mpsc::Sender<Outbound>,
@@ -154,7 +153,6 @@ impl Hub {
             id,
             Conn {
                 user_id,
-                agent,
                 record,
                 queue,
                 signals: signals.clone(),
@@ -299,15 +297,6 @@ impl Hub {
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
-    }
-
-    /// Whether `user_id` is an agent with a connection here (for tests).
-    pub fn has_agent(&self, user_id: Uuid) -> bool {
-        let inner = self.read();
-        inner.by_user.get(&user_id).is_some_and(|ids| {
-            ids.iter()
-                .any(|id| inner.conns.get(id).is_some_and(|conn| conn.agent))
-        })
     }
 }
 

@@ -42,12 +42,21 @@ enum Window {
 fn window(query: &MessagesQuery) -> std::result::Result<Window, Problem> {
     if let Some(cursor) = query.cursor.as_deref().filter(|c| !c.is_empty()) {
         let bad = || Problem::invalid_field("cursor", "is not a valid cursor");
-        let (direction, seq) = cursor.split_once(':').ok_or_else(bad)?;
-        let seq: i64 = seq.parse().map_err(|_| bad())?;
+        let mut parts = cursor.split(':');
+        let direction = parts.next().ok_or_else(bad)?;
+        let seq: i64 = parts.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
+        // A backward page remembers the lower bound it was asked with.
+        let lower: Option<i64> = match parts.next() {
+            Some(raw) => Some(raw.parse().ok().filter(|v| *v >= 0).ok_or_else(bad)?),
+            None => None,
+        };
+        if parts.next().is_some() || (direction == "a" && lower.is_some()) {
+            return Err(bad());
+        }
         return match direction {
             "a" if seq >= 0 => Ok(Window::After(seq)),
             "b" if seq >= 1 => Ok(Window::Before {
-                after: 0,
+                after: lower.unwrap_or(0),
                 before: seq,
             }),
             _ => Err(bad()),
@@ -112,13 +121,13 @@ fn page_of(window: Window, mut rows: Vec<messages::MessageRow>, limit: i64) -> P
             more.then(|| rows.last().map(|row| format!("a:{}", row.seq)))
                 .flatten()
         }
-        Window::Before { .. } => {
+        Window::Before { after, .. } => {
             // The extra row is the oldest: drop it, and go on before the
             // oldest kept.
             if more {
                 rows.remove(0);
             }
-            more.then(|| rows.first().map(|row| format!("b:{}", row.seq)))
+            more.then(|| rows.first().map(|row| format!("b:{}:{after}", row.seq)))
                 .flatten()
         }
     };

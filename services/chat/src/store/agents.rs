@@ -25,10 +25,6 @@ impl AgentRow {
     pub fn has_capacity(&self) -> bool {
         self.active_rooms < self.max_active_rooms
     }
-
-    pub fn assignable(&self) -> bool {
-        self.online && self.is_agent && !self.disabled && self.has_capacity()
-    }
 }
 
 /// Makes sure an agent row exists for a caller whose token says staff or

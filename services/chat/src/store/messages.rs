@@ -98,13 +98,6 @@ pub fn range(
         .load(conn)
 }
 
-pub fn count(conn: &mut PgConnection, room_id: Uuid) -> QueryResult<i64> {
-    messages::table
-        .filter(messages::room_id.eq(room_id))
-        .count()
-        .get_result(conn)
-}
-
 /// Moves the reader's cursor forward (never back); the cursor it ends at.
 pub fn mark_read(
     conn: &mut PgConnection,

@@ -14,6 +14,13 @@ async fn a_room_waits_until_staff_come_online_then_goes_to_them() {
     assert_eq!(room["assignee_id"], serde_json::Value::Null);
     assert_eq!(room["last_seq"], 0);
 
+    // The leader's drains meanwhile find nobody and decide nothing new.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let waiting = chat.n(&format!(
+        "SELECT count(*) FROM assignment_decisions WHERE room_id = '{}' AND outcome = 'waiting'",
+        id_of(&room)
+    ));
+    assert_eq!(waiting, 1, "one decision to wait, not one per drain");
     let mut ws = chat.connect(0, &staff).await;
     let frame = ws.frame_of("room").await;
     assert_eq!(frame["room"]["id"], room["id"]);

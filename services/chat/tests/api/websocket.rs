@@ -436,11 +436,13 @@ async fn an_expiring_token_can_be_renewed_and_an_expired_one_closes_the_connecti
             jti: uuid::Uuid::new_v4().to_string(),
         })
     };
-    let mut renewed = WsClient::authed(&chat.ws_url(0), &short(2)).await;
+    // Expired 3 s ago: still within the verifier's 5 s of leeway, so
+    // accepted, and closed when the leeway runs out.
+    let mut renewed = WsClient::authed(&chat.ws_url(0), &short(-3)).await;
     renewed
         .send(json!({"type": "auth", "token": visitor.token}))
         .await;
-    let mut lapsed = WsClient::authed(&chat.ws_url(0), &short(2)).await;
+    let mut lapsed = WsClient::authed(&chat.ws_url(0), &short(-3)).await;
     let started = std::time::Instant::now();
     assert_eq!(lapsed.close_code().await, Some(4401));
     assert!(started.elapsed() >= Duration::from_millis(500));
@@ -450,6 +452,12 @@ async fn an_expiring_token_can_be_renewed_and_an_expired_one_closes_the_connecti
         "pong",
         "the renewed one stays"
     );
+    // Renewing with other roles is no renewal either: reconnect.
+    let mut promoted = WsClient::authed(&chat.ws_url(0), &short(60)).await;
+    promoted
+        .send(json!({"type": "auth", "token": chat.issuer.token(visitor.id, &[Role::Staff])}))
+        .await;
+    assert_eq!(promoted.close_code().await, Some(4401));
     // A token for someone else is no renewal.
     let other = chat.visitor();
     renewed
