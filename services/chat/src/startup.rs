@@ -119,6 +119,7 @@ impl Application {
             chat_metrics.live_dropped.clone(),
         );
         let state = AppState {
+            drains: Default::default(),
             pool: pool.clone(),
             relay: relay.handle(),
             live: Live::new(replica, hub.clone(), publisher),

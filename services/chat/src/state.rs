@@ -12,10 +12,22 @@ use crate::store::messages::MessageRow;
 use crate::store::rooms::RoomRow;
 use bus::RelayHandle;
 use platform::db::{self, PgPool};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use uuid::Uuid;
+
+/// One drain at a time per replica: asks that come while one runs are
+/// folded into one more round of it, instead of each holding a database
+/// connection while it waits for the queue's lock.
+#[derive(Default)]
+pub struct Drains {
+    running: tokio::sync::Mutex<()>,
+    again: AtomicBool,
+}
 
 #[derive(Clone)]
 pub struct AppState {
+    pub drains: Arc<Drains>,
     pub pool: PgPool,
     pub relay: RelayHandle,
     pub live: Live,
@@ -36,15 +48,35 @@ impl AppState {
         let drain = changes.queue_may_move;
         self.announce(changes);
         if drain {
-            match db::run(&self.pool, |conn| {
-                assignment::drain(conn).map_err(db::DbError::from)
-            })
-            .await
-            {
-                Ok(drained) => self.announce(drained),
-                Err(err) => {
-                    tracing::warn!(error = %err, "draining the waiting queue failed; the leader retries")
+            self.drain().await;
+        }
+    }
+
+    /// Assigns what waits, or has the drain already running here do it
+    /// once more.
+    async fn drain(&self) {
+        self.drains.again.store(true, Ordering::Release);
+        loop {
+            let Ok(running) = self.drains.running.try_lock() else {
+                return;
+            };
+            while self.drains.again.swap(false, Ordering::AcqRel) {
+                match db::run(&self.pool, |conn| {
+                    assignment::drain(conn).map_err(db::DbError::from)
+                })
+                .await
+                {
+                    Ok(drained) => self.announce(drained),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "draining the waiting queue failed; the leader retries");
+                        return;
+                    }
                 }
+            }
+            drop(running);
+            // An ask that came just as the last round ended is not lost.
+            if !self.drains.again.load(Ordering::Acquire) {
+                return;
             }
         }
     }

@@ -19,6 +19,8 @@ pub struct Platform {
     /// Kept for its drop: the database goes when the test ends.
     _auth_db: TestDatabase,
     servers: Vec<actix_web::dev::ServerHandle>,
+    /// Chat's database, once `start_chat` ran.
+    pub chat_db: Option<TestDatabase>,
 }
 
 impl Drop for Platform {
@@ -117,6 +119,7 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut accounts::config::Config)) -> P
         db,
         _auth_db: auth_db,
         servers,
+        chat_db: None,
     };
     for url in [platform.auth("/readyz"), platform.accounts("/readyz")] {
         testkit::wait_until_ready(&platform.client, &url).await;
@@ -255,6 +258,45 @@ impl Platform {
 
     pub fn count(&self, sql: &str) -> i64 {
         self.db.count(sql)
+    }
+
+    /// Starts chat beside auth and accounts, on their AMQP names, trusting
+    /// auth's keys; returns its base URL.
+    pub async fn start_chat(&mut self) -> String {
+        let db = database(
+            "chat",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../services/chat/migrations"
+            ),
+            |conn| platform::db::migrate(conn, chat::MIGRATIONS, chat::MIGRATION_LOCK).map(|_| ()),
+        );
+        self._bus
+            .track_topology(&chat::topology(vec![Duration::from_millis(50)]));
+        let mut config = chat::config::Config::defaults().unwrap();
+        config.common.host = "127.0.0.1".into();
+        config.port = 0;
+        config.database_url = SecretString::from(db.url().to_string());
+        config.common.database_pool_size = 4;
+        config.common.amqp_prefix = self._bus.prefix().to_string();
+        config.common.retry_delays_ms = "50".into();
+        config.auth_jwks_url = self.auth("/.well-known/jwks.json");
+        config.jwt_issuer = self.auth_config.jwt_issuer.clone();
+        let app = chat::startup::Application::build(config).await.unwrap();
+        let url = format!("http://127.0.0.1:{}", app.port());
+        self.servers.push(app.server_handle());
+        tokio::spawn(app.run_until_stopped());
+        testkit::wait_until_ready(&self.client, &format!("{url}/api/chat/readyz")).await;
+        self.chat_db = Some(db);
+        url
+    }
+
+    /// Takes a job from the `email` queue of this platform's AMQP names.
+    pub async fn take_email(&self) -> Option<Value> {
+        self._bus
+            .take("email", Duration::from_secs(10))
+            .await
+            .map(|job| job.json())
     }
 }
 
