@@ -148,6 +148,8 @@ pub struct ConsumerSpec {
     /// Delay before each retry; attempts = delays + 1.
     pub retry_delays: Vec<Duration>,
     pub metrics: Option<ConsumerMetrics>,
+    /// Told each time the consumer has (re)connected and consumes again.
+    pub on_connected: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl ConsumerSpec {
@@ -162,6 +164,7 @@ impl ConsumerSpec {
             concurrency: 16,
             batch: 1,
             metrics: None,
+            on_connected: None,
             retry_delays: vec![
                 Duration::from_secs(1),
                 Duration::from_secs(10),
@@ -224,6 +227,14 @@ impl ConsumerSpec {
 
     pub fn metrics(mut self, metrics: ConsumerMetrics) -> Self {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// `notify` is told every time the consumer connects and consumes: for
+    /// a per-replica queue, what was published while it was away is gone,
+    /// and the owner may want to make up for it.
+    pub fn on_connected(mut self, notify: Arc<tokio::sync::Notify>) -> Self {
+        self.on_connected = Some(notify);
         self
     }
 
@@ -299,6 +310,9 @@ async fn consume_while_connected<H: Handler>(
     backoff.reset();
     link.set(true);
     tracing::info!(queue = %queue, "consumer started");
+    if let Some(notify) = &spec.on_connected {
+        notify.notify_one();
+    }
 
     let context = Arc::new(DeliveryContext {
         publisher,

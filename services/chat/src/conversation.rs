@@ -118,36 +118,27 @@ pub fn post(
         Party::Visitor(id) => Some(id),
         _ => None,
     };
-    if let Some(existing) = messages::find_by_client_id(conn, room_id, client_msg_id.as_str())? {
-        // Only someone who may see the room learns of its messages.
-        visible_room(conn, party, room_id)?;
-        return Ok(Posted {
-            message: existing,
-            created: false,
-        });
-    }
-    let stored = conn.transaction(|conn| {
-        let Some(seq) = rooms::take_next_seq(conn, room_id, visitor_only)? else {
-            return Ok(None);
-        };
-        let row = MessageRow {
-            room_id,
-            seq,
-            id: Uuid::now_v7(),
-            author_id: party.user_id(),
-            author_role,
-            body: body.as_str().to_string(),
-            client_msg_id: client_msg_id.as_str().to_string(),
-            created_at: Utc::now(),
-        };
-        messages::insert(conn, &row)?;
-        Ok::<_, diesel::result::Error>(Some(row))
-    });
-    match stored {
-        Ok(Some(message)) => Ok(Posted {
-            message,
-            created: true,
-        }),
+    let row = MessageRow {
+        room_id,
+        seq: 0,
+        id: Uuid::now_v7(),
+        author_id: party.user_id(),
+        author_role,
+        body: body.as_str().to_string(),
+        client_msg_id: client_msg_id.as_str().to_string(),
+        created_at: Utc::now(),
+    };
+    match messages::store(conn, &row, visitor_only) {
+        Ok(Some(stored)) => {
+            if !stored.created {
+                // Only someone who may see the room learns of its messages.
+                visible_room(conn, party, room_id)?;
+            }
+            Ok(Posted {
+                message: stored.message,
+                created: stored.created,
+            })
+        }
         Ok(None) => {
             // Nothing was taken: the room is closed, out of reach, or gone.
             let room = visible_room(conn, party, room_id)?;

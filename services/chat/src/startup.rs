@@ -32,8 +32,6 @@ pub const DOCS: ApiDocs = ApiDocs {
 
 /// Frames waiting for the broker before new ones are dropped.
 const LIVE_PUBLISH_QUEUE: usize = 16_384;
-/// How often the broker's state is looked at for outages that ended.
-const BROKER_WATCH: Duration = Duration::from_millis(250);
 /// How often the leader sweeps presence and drains the queue.
 const LEADER_PERIOD: Duration = Duration::from_secs(1);
 
@@ -43,25 +41,19 @@ pub fn openapi() -> anyhow::Result<utoipa::openapi::OpenApi> {
 }
 
 /// While the broker was away, live frames from other replicas were lost
-/// (this replica's queue went with its connection): when it is back, every
-/// connection fetches what it missed from the database.
-async fn resync_after_outages(
-    status: bus::BrokerStatus,
+/// (this replica's queue went with its connection): each time the live
+/// consumer is back, every connection fetches what it missed from the
+/// database.
+async fn resync_after_reconnects(
+    connected: Arc<tokio::sync::Notify>,
     hub: Arc<Hub>,
     shutdown: platform::Shutdown,
 ) {
-    let mut was_up = true;
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(BROKER_WATCH) => {}
+            _ = connected.notified() => hub.resync_all(),
             _ = shutdown.wait() => return,
         }
-        let up = status.check().is_ok();
-        if up && !was_up {
-            tracing::info!("broker back: connections fetch what they missed");
-            hub.resync_all();
-        }
-        was_up = up;
     }
 }
 
@@ -145,17 +137,20 @@ impl Application {
         let shutdown = running.shutdown();
         running.spawn(relay.run(shutdown.clone()));
         running.spawn(publishing.run(shutdown.clone()));
+        let live_connected = Arc::new(tokio::sync::Notify::new());
         running.spawn(bus::consumer::run(
             broker.clone(),
-            live::spec(replica).metrics(consumer_metrics.clone()),
+            live::spec(replica)
+                .metrics(consumer_metrics.clone())
+                .on_connected(live_connected.clone()),
             Arc::new(LiveHandler {
                 replica,
                 hub: hub.clone(),
             }),
             shutdown.clone(),
         ));
-        running.spawn(resync_after_outages(
-            broker.status.clone(),
+        running.spawn(resync_after_reconnects(
+            live_connected,
             hub,
             shutdown.clone(),
         ));

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = messages)]
 #[diesel(check_for_backend(diesel::pg::Pg))]
 pub struct MessageRow {
@@ -35,11 +35,57 @@ impl MessageRow {
     }
 }
 
-pub fn insert(conn: &mut PgConnection, row: &MessageRow) -> QueryResult<()> {
-    diesel::insert_into(messages::table)
-        .values(row)
-        .execute(conn)
-        .map(|_| ())
+/// A message stored, or the one stored before under its client id.
+#[derive(QueryableByName)]
+pub struct Stored {
+    #[diesel(embed)]
+    pub message: MessageRow,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub created: bool,
+}
+
+/// Stores `row` with its room's next seq, in one statement (one round
+/// trip, atomic on its own): unless a message with its `client_msg_id`
+/// is in the room already (that one comes back, `created` false), the
+/// room's `last_seq` goes up by one under the room's row lock and the
+/// message takes it. The room must be open and, with `only_visitor`,
+/// theirs; otherwise nothing comes back. Two tries of one client id at
+/// once: one of them fails on the unique index, and changed nothing.
+pub fn store(
+    conn: &mut PgConnection,
+    row: &MessageRow,
+    only_visitor: Option<Uuid>,
+) -> QueryResult<Option<Stored>> {
+    use diesel::sql_types::{Nullable, Text, Timestamptz, Uuid as SqlUuid};
+    diesel::sql_query(
+        "WITH existing AS (
+             SELECT room_id, seq, id, author_id, author_role, body, client_msg_id, created_at
+             FROM messages WHERE room_id = $1 AND client_msg_id = $2
+         ), bumped AS (
+             UPDATE rooms SET last_seq = last_seq + 1
+             WHERE id = $1 AND status <> 'closed'
+               AND ($3::uuid IS NULL OR visitor_id = $3)
+               AND NOT EXISTS (SELECT 1 FROM existing)
+             RETURNING last_seq
+         ), inserted AS (
+             INSERT INTO messages (room_id, seq, id, author_id, author_role, body, client_msg_id, created_at)
+             SELECT $1, last_seq, $4, $5, $6, $7, $2, $8 FROM bumped
+             RETURNING room_id, seq, id, author_id, author_role, body, client_msg_id, created_at
+         )
+         SELECT *, TRUE AS created FROM inserted
+         UNION ALL
+         SELECT *, FALSE AS created FROM existing",
+    )
+    .bind::<SqlUuid, _>(row.room_id)
+    .bind::<Text, _>(&row.client_msg_id)
+    .bind::<Nullable<SqlUuid>, _>(only_visitor)
+    .bind::<SqlUuid, _>(row.id)
+    .bind::<SqlUuid, _>(row.author_id)
+    .bind::<Text, _>(row.author_role)
+    .bind::<Text, _>(&row.body)
+    .bind::<Timestamptz, _>(row.created_at)
+    .get_result(conn)
+    .optional()
 }
 
 pub fn find_by_client_id(

@@ -189,25 +189,3 @@ pub fn close(conn: &mut PgConnection, id: Uuid, closed_by: Uuid) -> QueryResult<
         .returning(RoomRow::as_returning())
         .get_result(conn)
 }
-
-/// Takes the room's next seq for a message, if the room is open and (for
-/// a visitor) theirs; the room stays locked until the transaction ends,
-/// which is what orders concurrent sends.
-pub fn take_next_seq(
-    conn: &mut PgConnection,
-    id: Uuid,
-    only_visitor: Option<Uuid>,
-) -> QueryResult<Option<i64>> {
-    let mut update = diesel::update(rooms::table)
-        .filter(rooms::id.eq(id))
-        .filter(rooms::status.ne(RoomStatus::Closed))
-        .into_boxed();
-    if let Some(visitor) = only_visitor {
-        update = update.filter(rooms::visitor_id.eq(visitor));
-    }
-    update
-        .set(rooms::last_seq.eq(rooms::last_seq + 1))
-        .returning(rooms::last_seq)
-        .get_result(conn)
-        .optional()
-}

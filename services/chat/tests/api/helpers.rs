@@ -106,7 +106,12 @@ pub async fn start_with(replicas: usize, adjust: impl Fn(&mut chat::config::Conf
         db,
         bus,
         issuer,
-        client: reqwest::Client::new(),
+        // Idle connections are dropped before the server's keep-alive (5 s)
+        // ends them, or a request can race the server's close.
+        client: reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(2))
+            .build()
+            .unwrap(),
         replicas: Vec::new(),
         config,
     };
