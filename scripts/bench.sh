@@ -117,19 +117,17 @@ echo "== chat: 2 replicas, 1,000 rooms, visitors on one, staff on the other, pac
 $loadgen chat-messages --bin target/release/chat --db "$PG" --rooms 1000 --staff 50 \
   --rates "${BENCH_CHAT_RATES:-500,1000,2000,3000,4000}" --seconds "$SECONDS_PER_RUN" | record
 # The floor beside it: pgbench runs the service's insert-and-bump
-# transaction (look up the client id, take the room's next seq, insert)
-# on the same rooms, at the two replicas' pool size (2 x 16 connections).
+# statement (look up the client id, take the room's next seq, insert: the
+# function chat_store_message, as the service calls it) on the same rooms, at the two
+# replicas' pool size (2 x 16 connections).
 echo "== floor: pgbench insert-and-bump, -c 32"
 psql -q "$PG/bench_chat_messages" -c "CREATE TABLE bench_rooms AS SELECT row_number() OVER () AS n, id FROM rooms; \
   CREATE UNIQUE INDEX ON bench_rooms (n);" >/dev/null
 rooms=$(psql -qtA "$PG/bench_chat_messages" -c "SELECT count(*) FROM bench_rooms")
 cat > "$out/chat_insert.sql" <<SQL
 \set r random(1, $rooms)
-SELECT 1 FROM messages WHERE room_id = (SELECT id FROM bench_rooms WHERE n = :r) AND client_msg_id = 'no-such-id';
-BEGIN;
-UPDATE rooms SET last_seq = last_seq + 1 WHERE id = (SELECT id FROM bench_rooms WHERE n = :r) AND status <> 'closed' RETURNING last_seq \gset
-INSERT INTO messages (room_id, seq, id, author_id, author_role, body, client_msg_id) VALUES ((SELECT id FROM bench_rooms WHERE n = :r), :last_seq, gen_random_uuid(), gen_random_uuid(), 'visitor', 't=0', gen_random_uuid()::text);
-COMMIT;
+SELECT id AS room FROM bench_rooms WHERE n = :r \gset
+SELECT * FROM chat_store_message(:room::uuid, 'pg-' || :client_id || '-' || random(1, 1000000000)::text, NULL, gen_random_uuid(), gen_random_uuid(), 'visitor', 't=0', now());
 SQL
 chat_tps=$(pgbench -n -M prepared -c 32 -j 2 -T "$SECONDS_PER_RUN" -f "$out/chat_insert.sql" \
   "$PG/bench_chat_messages?sslmode=disable" 2>/dev/null | awk '/^tps/ {print $3; exit}')

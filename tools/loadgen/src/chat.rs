@@ -67,6 +67,7 @@ struct Setup {
     db: String,
     prefix: String,
     bin: String,
+    pool: u32,
     http: reqwest::Client,
 }
 
@@ -82,6 +83,7 @@ impl Setup {
             db,
             prefix: format!("bench-chat.{}.", std::process::id()),
             bin: args.text("bin", "target/release/chat"),
+            pool: args.get("pool", 16)?,
             http: reqwest::Client::builder()
                 .pool_max_idle_per_host(256)
                 .timeout(Duration::from_secs(60))
@@ -97,6 +99,7 @@ impl Setup {
             .env("HOST", "127.0.0.1")
             .env("PORT", port.to_string())
             .env("DATABASE_URL", &self.db)
+            .env("DATABASE_POOL_SIZE", self.pool.to_string())
             .env("AMQP_PREFIX", &self.prefix)
             .env("AUTH_JWKS_URL", self.issuer.jwks_url())
             .env("JWT_ISSUER", self.issuer.issuer())

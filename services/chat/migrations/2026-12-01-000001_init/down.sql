@@ -1,3 +1,4 @@
+DROP FUNCTION chat_store_message;
 DROP TABLE connections;
 DROP TABLE replicas;
 DROP TABLE waiting_notices;

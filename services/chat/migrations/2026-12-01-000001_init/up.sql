@@ -160,3 +160,39 @@ CREATE TABLE connections (
 );
 CREATE INDEX connections_by_user ON connections (user_id);
 CREATE INDEX connections_by_replica ON connections (replica_id);
+
+-- Stores a message with its room's next seq, as store::messages::store
+-- describes. A function, so that each connection plans its statements
+-- once instead of on every message.
+CREATE FUNCTION chat_store_message(
+    p_room UUID, p_client_msg_id TEXT, p_only_visitor UUID, p_id UUID,
+    p_author UUID, p_author_role TEXT, p_body TEXT, p_created_at TIMESTAMPTZ
+) RETURNS TABLE (
+    room_id UUID, seq BIGINT, id UUID, author_id UUID, author_role TEXT,
+    body TEXT, client_msg_id TEXT, created_at TIMESTAMPTZ, created BOOLEAN
+) LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    next_seq BIGINT;
+BEGIN
+    RETURN QUERY
+        SELECT m.room_id, m.seq, m.id, m.author_id, m.author_role, m.body,
+               m.client_msg_id, m.created_at, FALSE
+        FROM messages m
+        WHERE m.room_id = p_room AND m.client_msg_id = p_client_msg_id;
+    IF FOUND THEN
+        RETURN;
+    END IF;
+    UPDATE rooms r SET last_seq = r.last_seq + 1
+    WHERE r.id = p_room AND r.status <> 'closed'
+      AND (p_only_visitor IS NULL OR r.visitor_id = p_only_visitor)
+    RETURNING r.last_seq INTO next_seq;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    INSERT INTO messages (room_id, seq, id, author_id, author_role, body, client_msg_id, created_at)
+    VALUES (p_room, next_seq, p_id, p_author, p_author_role, p_body, p_client_msg_id, p_created_at);
+    RETURN QUERY SELECT p_room, next_seq, p_id, p_author, p_author_role, p_body,
+                        p_client_msg_id, p_created_at, TRUE;
+END
+$$;

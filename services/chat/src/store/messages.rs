@@ -45,7 +45,7 @@ pub struct Stored {
 }
 
 /// Stores `row` with its room's next seq, in one statement (one round
-/// trip, atomic on its own): unless a message with its `client_msg_id`
+/// trip, atomic on its own: the function `chat_store_message`): unless a message with its `client_msg_id`
 /// is in the room already (that one comes back, `created` false), the
 /// room's `last_seq` goes up by one under the room's row lock and the
 /// message takes it. The room must be open and, with `only_visitor`,
@@ -57,35 +57,19 @@ pub fn store(
     only_visitor: Option<Uuid>,
 ) -> QueryResult<Option<Stored>> {
     use diesel::sql_types::{Nullable, Text, Timestamptz, Uuid as SqlUuid};
-    diesel::sql_query(
-        "WITH existing AS (
-             SELECT room_id, seq, id, author_id, author_role, body, client_msg_id, created_at
-             FROM messages WHERE room_id = $1 AND client_msg_id = $2
-         ), bumped AS (
-             UPDATE rooms SET last_seq = last_seq + 1
-             WHERE id = $1 AND status <> 'closed'
-               AND ($3::uuid IS NULL OR visitor_id = $3)
-               AND NOT EXISTS (SELECT 1 FROM existing)
-             RETURNING last_seq
-         ), inserted AS (
-             INSERT INTO messages (room_id, seq, id, author_id, author_role, body, client_msg_id, created_at)
-             SELECT $1, last_seq, $4, $5, $6, $7, $2, $8 FROM bumped
-             RETURNING room_id, seq, id, author_id, author_role, body, client_msg_id, created_at
-         )
-         SELECT *, TRUE AS created FROM inserted
-         UNION ALL
-         SELECT *, FALSE AS created FROM existing",
-    )
-    .bind::<SqlUuid, _>(row.room_id)
-    .bind::<Text, _>(&row.client_msg_id)
-    .bind::<Nullable<SqlUuid>, _>(only_visitor)
-    .bind::<SqlUuid, _>(row.id)
-    .bind::<SqlUuid, _>(row.author_id)
-    .bind::<Text, _>(row.author_role)
-    .bind::<Text, _>(&row.body)
-    .bind::<Timestamptz, _>(row.created_at)
-    .get_result(conn)
-    .optional()
+    // A function of the schema (migrations), which plans its statements
+    // once per connection.
+    diesel::sql_query("SELECT * FROM chat_store_message($1, $2, $3, $4, $5, $6, $7, $8)")
+        .bind::<SqlUuid, _>(row.room_id)
+        .bind::<Text, _>(&row.client_msg_id)
+        .bind::<Nullable<SqlUuid>, _>(only_visitor)
+        .bind::<SqlUuid, _>(row.id)
+        .bind::<SqlUuid, _>(row.author_id)
+        .bind::<Text, _>(row.author_role)
+        .bind::<Text, _>(&row.body)
+        .bind::<Timestamptz, _>(row.created_at)
+        .get_result(conn)
+        .optional()
 }
 
 pub fn find_by_client_id(
