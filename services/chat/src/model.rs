@@ -62,6 +62,18 @@ text_enum!(RoomStatus, "room status", [Waiting => "waiting", Active => "active",
 text_enum!(Priority, "priority", [Low => "low", Normal => "normal", High => "high", Urgent => "urgent"]);
 text_enum!(AuthorRole, "author role", [Visitor => "visitor", Staff => "staff"]);
 
+impl Priority {
+    /// The waiting queue's order: urgent (0) first, low (3) last.
+    pub fn rank(&self) -> i16 {
+        match self {
+            Priority::Urgent => 0,
+            Priority::High => 1,
+            Priority::Normal => 2,
+            Priority::Low => 3,
+        }
+    }
+}
+
 /// Staff and admins answer chats; both are "staff" to chat.
 pub fn is_agent(roles: &[Role]) -> bool {
     roles.contains(&Role::Staff) || roles.contains(&Role::Admin)

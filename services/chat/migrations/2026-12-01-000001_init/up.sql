@@ -66,10 +66,11 @@ CREATE TABLE rooms (
     assignee_id     UUID,
     status          TEXT NOT NULL DEFAULT 'waiting' CHECK (status IN ('waiting', 'active', 'closed')),
     priority        TEXT NOT NULL DEFAULT 'normal' CHECK (priority IN ('low', 'normal', 'high', 'urgent')),
-    -- The waiting queue's order: urgent first.
-    priority_rank   SMALLINT NOT NULL GENERATED ALWAYS AS (
-        CASE priority WHEN 'urgent' THEN 0 WHEN 'high' THEN 1 WHEN 'normal' THEN 2 ELSE 3 END
-    ) STORED,
+    -- The waiting queue's order, urgent first: set with the priority and
+    -- held to it by the CHECK below. (Not a generated column: PostgreSQL
+    -- would rebuild its expression on every UPDATE of the row, and a room
+    -- is updated with every message.)
+    priority_rank   SMALLINT NOT NULL DEFAULT 2,
     subject         TEXT CHECK (char_length(subject) BETWEEN 1 AND 200),
     last_seq        BIGINT NOT NULL DEFAULT 0 CHECK (last_seq >= 0),
     idempotency_key TEXT,
@@ -80,7 +81,8 @@ CREATE TABLE rooms (
     updated_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
     CHECK (status <> 'waiting' OR assignee_id IS NULL),
     CHECK (status <> 'active' OR assignee_id IS NOT NULL),
-    CHECK ((status = 'closed') = (closed_at IS NOT NULL))
+    CHECK ((status = 'closed') = (closed_at IS NOT NULL)),
+    CHECK (priority_rank = CASE priority WHEN 'urgent' THEN 0 WHEN 'high' THEN 1 WHEN 'normal' THEN 2 ELSE 3 END)
 );
 CREATE UNIQUE INDEX rooms_idempotency ON rooms (visitor_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;

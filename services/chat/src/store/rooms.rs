@@ -172,6 +172,7 @@ pub fn set_priority(conn: &mut PgConnection, id: Uuid, priority: Priority) -> Qu
     diesel::update(rooms::table.find(id))
         .set((
             rooms::priority.eq(priority),
+            rooms::priority_rank.eq(priority.rank()),
             rooms::updated_at.eq(diesel::dsl::now),
         ))
         .returning(RoomRow::as_returning())
