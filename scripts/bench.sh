@@ -127,7 +127,7 @@ rooms=$(psql -qtA "$PG/bench_chat_messages" -c "SELECT count(*) FROM bench_rooms
 cat > "$out/chat_insert.sql" <<SQL
 \set r random(1, $rooms)
 SELECT id AS room FROM bench_rooms WHERE n = :r \gset
-SELECT * FROM chat_store_message(:room::uuid, 'pg-' || :client_id || '-' || random(1, 1000000000)::text, NULL, gen_random_uuid(), gen_random_uuid(), 'visitor', 't=0', now());
+SELECT * FROM chat_store_message(:room::uuid, gen_random_uuid()::text, NULL, gen_random_uuid(), gen_random_uuid(), 'visitor', 't=0', now());
 SQL
 chat_tps=$(pgbench -n -M prepared -c 32 -j 2 -T "$SECONDS_PER_RUN" -f "$out/chat_insert.sql" \
   "$PG/bench_chat_messages?sslmode=disable" 2>/dev/null | awk '/^tps/ {print $3; exit}')
