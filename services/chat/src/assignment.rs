@@ -13,11 +13,12 @@
 //! functions return the [`Changes`] to announce once the transaction has
 //! committed.
 
+use crate::model::Room;
 use crate::model::{Priority, RoomStatus};
 use crate::schema::assignment_decisions;
 use crate::store::agents::{self, AgentRow};
 use crate::store::messages;
-use crate::store::rooms::{self, RoomRow};
+use crate::store::rooms;
 use chrono::Utc;
 use diesel::prelude::*;
 use domain::messages::{ChatRoomAssigned, ChatRoomClosed, ChatRoomOpened, EmailJob, EmailTemplate};
@@ -39,7 +40,7 @@ const TRANSCRIPT_MESSAGES: i64 = 1000;
 /// the outbox, and whether waiting rooms may now find an agent.
 #[derive(Debug, Default)]
 pub struct Changes {
-    pub rooms: Vec<RoomRow>,
+    pub rooms: Vec<Room>,
     pub events: usize,
     pub queue_may_move: bool,
     /// `(trigger, outcome, reason)` of each decision made.
@@ -157,11 +158,11 @@ fn waiting_reason(line_up: &[AgentRow]) -> &'static str {
 /// Gives `room` (locked, waiting) to the first free agent, if any.
 fn try_assign(
     conn: &mut PgConnection,
-    room: RoomRow,
+    room: Room,
     trigger: Trigger,
     wait_for_locked_agents: bool,
     changes: &mut Changes,
-) -> QueryResult<RoomRow> {
+) -> QueryResult<Room> {
     let line_up = agents::line_up(conn, LINE_UP)?;
     let Some(agent) = agents::take_free(conn, wait_for_locked_agents)? else {
         if trigger == Trigger::Queue {
@@ -192,14 +193,14 @@ fn try_assign(
 #[allow(clippy::too_many_arguments)]
 fn give(
     conn: &mut PgConnection,
-    room: &RoomRow,
+    room: &Room,
     agent: &AgentRow,
     trigger: Trigger,
     reason: &str,
     decided_by: Option<Uuid>,
     line_up: &[AgentRow],
     changes: &mut Changes,
-) -> QueryResult<RoomRow> {
+) -> QueryResult<Room> {
     agents::add_room(conn, agent.user_id)?;
     let assigned = rooms::set_assignee(conn, room.id, agent.user_id)?;
     record(
@@ -237,7 +238,7 @@ pub fn open(
     visitor: Uuid,
     subject: Option<&str>,
     idempotency_key: Option<&str>,
-) -> QueryResult<(RoomRow, bool, Changes)> {
+) -> QueryResult<(Room, bool, Changes)> {
     conn.transaction(|conn| {
         let Some(room) = rooms::insert(conn, visitor, subject, idempotency_key)? else {
             let key = idempotency_key.unwrap_or_default();
@@ -288,7 +289,7 @@ pub fn open(
 
 /// `chat_waiting` emails to offline agents who want them, at most one per
 /// agent per ten minutes. The count of jobs written.
-fn notify_offline_agents(conn: &mut PgConnection, room: &RoomRow) -> QueryResult<usize> {
+fn notify_offline_agents(conn: &mut PgConnection, room: &Room) -> QueryResult<usize> {
     let recipients = agents::claim_waiting_notices(conn)?;
     for person in &recipients {
         let Some(email) = &person.email else { continue };
@@ -355,7 +356,7 @@ pub fn claim(
     conn: &mut PgConnection,
     room_id: Uuid,
     agent: Uuid,
-) -> Result<(RoomRow, Changes), Error> {
+) -> Result<(Room, Changes), Error> {
     conn.transaction(|conn| {
         agents::ensure(conn, agent)?;
         let room = rooms::find_for_update(conn, room_id)?.ok_or_else(no_such_room)?;
@@ -402,7 +403,7 @@ pub fn transfer(
     room_id: Uuid,
     by: Uuid,
     target: Uuid,
-) -> Result<(RoomRow, Changes), Error> {
+) -> Result<(Room, Changes), Error> {
     conn.transaction(|conn| {
         let room = rooms::find_for_update(conn, room_id)?.ok_or_else(no_such_room)?;
         if room.status == RoomStatus::Closed {
@@ -467,7 +468,7 @@ pub fn set_priority(
     conn: &mut PgConnection,
     room_id: Uuid,
     priority: Priority,
-) -> Result<(RoomRow, Changes), Error> {
+) -> Result<(Room, Changes), Error> {
     conn.transaction(|conn| {
         let room = rooms::find_for_update(conn, room_id)?.ok_or_else(no_such_room)?;
         if room.status == RoomStatus::Closed {
@@ -494,7 +495,7 @@ pub fn close(
     room_id: Uuid,
     by: Uuid,
     transcript_to: Option<Email>,
-) -> Result<(RoomRow, Changes), Error> {
+) -> Result<(Room, Changes), Error> {
     conn.transaction(|conn| {
         let room = rooms::find_for_update(conn, room_id)?.ok_or_else(no_such_room)?;
         if room.status == RoomStatus::Closed {
@@ -528,7 +529,7 @@ pub fn close(
     })
 }
 
-fn enqueue_transcript(conn: &mut PgConnection, room: &RoomRow, to: Email) -> QueryResult<()> {
+fn enqueue_transcript(conn: &mut PgConnection, room: &Room, to: Email) -> QueryResult<()> {
     let first = (room.last_seq - TRANSCRIPT_MESSAGES).max(0);
     let lines: Vec<String> = messages::range(conn, room.id, first, room.last_seq)?
         .into_iter()

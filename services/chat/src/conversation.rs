@@ -1,9 +1,9 @@
 //! Who may do what in a room, and posting messages: shared by the REST
 //! routes and the WebSocket, so both answer alike.
 
-use crate::model::{is_agent, AuthorRole, Body, ClientMsgId, RoomStatus};
-use crate::store::messages::{self, MessageRow};
-use crate::store::rooms::{self, RoomRow};
+use crate::model::{is_agent, AuthorRole, Body, ClientMsgId, Message, Room, RoomStatus};
+use crate::store::messages::{self, Stored};
+use crate::store::rooms;
 use chrono::Utc;
 use diesel::prelude::*;
 use domain::Role;
@@ -62,7 +62,7 @@ impl Party {
     /// Whether the room is within reach. A visitor learns nothing of
     /// another visitor's room: it is "no such room" like one that does
     /// not exist.
-    pub fn may_see(&self, room: &RoomRow) -> bool {
+    pub fn may_see(&self, room: &Room) -> bool {
         match self {
             Party::Agent(_) => true,
             Party::Visitor(id) => room.visitor_id == *id,
@@ -85,23 +85,12 @@ pub fn no_such_room() -> Problem {
 
 /// The room if the party may see it: 403 for outsiders, 404 for a room
 /// that does not exist or is out of reach.
-pub fn visible_room(
-    conn: &mut PgConnection,
-    party: Party,
-    room_id: Uuid,
-) -> Result<RoomRow, Error> {
+pub fn visible_room(conn: &mut PgConnection, party: Party, room_id: Uuid) -> Result<Room, Error> {
     party.require_rooms()?;
     match rooms::find(conn, room_id)? {
         Some(room) if party.may_see(&room) => Ok(room),
         _ => Err(no_such_room().into()),
     }
-}
-
-/// A message posted: new, or the one an earlier try with the same
-/// `client_msg_id` stored.
-pub struct Posted {
-    pub message: MessageRow,
-    pub created: bool,
 }
 
 /// Stores a message with the room's next seq. The room must be open and
@@ -112,13 +101,13 @@ pub fn post(
     room_id: Uuid,
     client_msg_id: &ClientMsgId,
     body: &Body,
-) -> Result<Posted, Error> {
+) -> Result<Stored, Error> {
     let author_role = party.author_role()?;
     let visitor_only = match party {
         Party::Visitor(id) => Some(id),
         _ => None,
     };
-    let row = MessageRow {
+    let row = Message {
         room_id,
         seq: 0,
         id: Uuid::now_v7(),
@@ -134,10 +123,7 @@ pub fn post(
                 // Only someone who may see the room learns of its messages.
                 visible_room(conn, party, room_id)?;
             }
-            Ok(Posted {
-                message: stored.message,
-                created: stored.created,
-            })
+            Ok(stored)
         }
         Ok(None) => {
             // Nothing was taken: the room is closed, out of reach, or gone.
@@ -156,7 +142,7 @@ pub fn post(
             visible_room(conn, party, room_id)?;
             let existing = messages::find_by_client_id(conn, room_id, client_msg_id.as_str())?
                 .ok_or_else(|| Error::from(diesel::result::Error::NotFound))?;
-            Ok(Posted {
+            Ok(Stored {
                 message: existing,
                 created: false,
             })

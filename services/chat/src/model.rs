@@ -79,8 +79,20 @@ pub fn is_agent(roles: &[Role]) -> bool {
     roles.contains(&Role::Staff) || roles.contains(&Role::Admin)
 }
 
-/// A room as clients see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+/// A room, as stored and as clients see it.
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    diesel::Queryable,
+    diesel::Selectable,
+)]
+#[diesel(table_name = crate::schema::rooms)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
 pub struct Room {
     pub id: Uuid,
     pub visitor_id: Uuid,
@@ -94,8 +106,21 @@ pub struct Room {
     pub last_seq: i64,
 }
 
-/// A message as clients see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+/// A message, as stored and as clients see it.
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    diesel::Queryable,
+    diesel::QueryableByName,
+    diesel::Selectable,
+)]
+#[diesel(table_name = crate::schema::messages)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
 pub struct Message {
     pub id: Uuid,
     pub room_id: Uuid,

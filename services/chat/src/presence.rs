@@ -80,12 +80,7 @@ pub async fn heartbeat(state: &AppState) {
             for staff_id in back_online {
                 state.announce_presence(staff_id, true);
             }
-            state
-                .settle(crate::assignment::Changes {
-                    queue_may_move: true,
-                    ..Default::default()
-                })
-                .await;
+            state.drain_queue().await;
         }
         Err(err) => tracing::warn!(error = %err, "replica heartbeat failed"),
     }
@@ -108,12 +103,7 @@ pub async fn connected(state: &AppState, user_id: Uuid, record: Uuid) -> Result<
     if came_online {
         state.announce_presence(user_id, true);
         // Someone new can take waiting rooms.
-        state
-            .settle(crate::assignment::Changes {
-                queue_may_move: true,
-                ..Default::default()
-            })
-            .await;
+        state.drain_queue().await;
     }
     Ok(())
 }
@@ -213,10 +203,5 @@ pub async fn lead(state: &AppState) {
         }
         Err(err) => tracing::warn!(error = %err, "presence sweep failed"),
     }
-    state
-        .settle(crate::assignment::Changes {
-            queue_may_move: true,
-            ..Default::default()
-        })
-        .await;
+    state.drain_queue().await;
 }

@@ -8,8 +8,7 @@ use crate::live::frames::{PresenceStatus, ServerFrame};
 use crate::live::hub::Audience;
 use crate::live::Live;
 use crate::metrics::ChatMetrics;
-use crate::store::messages::MessageRow;
-use crate::store::rooms::RoomRow;
+use crate::model::{Message, Room};
 use bus::RelayHandle;
 use platform::db::{self, PgPool};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,13 +47,13 @@ impl AppState {
         let drain = changes.queue_may_move;
         self.announce(changes);
         if drain {
-            self.drain().await;
+            self.drain_queue().await;
         }
     }
 
     /// Assigns what waits, or has the drain already running here do it
     /// once more.
-    async fn drain(&self) {
+    pub async fn drain_queue(&self) {
         self.drains.again.store(true, Ordering::Release);
         loop {
             let Ok(running) = self.drains.running.try_lock() else {
@@ -96,11 +95,8 @@ impl AppState {
         }
     }
 
-    pub fn announce_room(&self, room: &RoomRow) {
-        let frame = ServerFrame::Room {
-            room: &room.to_room(),
-        }
-        .to_text();
+    pub fn announce_room(&self, room: &Room) {
+        let frame = ServerFrame::Room { room }.to_text();
         self.live.announce(
             Audience::RoomChange {
                 room_id: room.id,
@@ -113,8 +109,8 @@ impl AppState {
         );
     }
 
-    pub fn announce_message(&self, message: &MessageRow) {
-        let frame = ServerFrame::Message(&message.to_message()).to_text();
+    pub fn announce_message(&self, message: &Message) {
+        let frame = ServerFrame::Message(message).to_text();
         self.live.announce(
             Audience::Room {
                 room_id: message.room_id,

@@ -8,10 +8,11 @@ use crate::config::WsLimits;
 use crate::conversation::{self, Party};
 use crate::live::frames::{close, codes, ClientFrame, ServerFrame};
 use crate::live::hub::{ConnId, ConnSignals, Delivery, Outbound};
+use crate::model::Message;
 use crate::model::{Body, ClientMsgId, RoomStatus};
 use crate::presence;
 use crate::state::AppState;
-use crate::store::messages::{self, MessageRow};
+use crate::store::messages;
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Session};
 use authn::Verifier;
@@ -517,7 +518,7 @@ impl Connection {
         room_id: Uuid,
         after: i64,
         through: Option<i64>,
-    ) -> Result<Vec<MessageRow>, Closing> {
+    ) -> Result<Vec<Message>, Closing> {
         let fetched = db::read(&self.state.pool, move |conn| match through {
             Some(through) => messages::range(conn, room_id, after, through),
             None => messages::page(conn, room_id, after, None, REPLAY_PAGE),
@@ -539,14 +540,13 @@ impl Connection {
         }
     }
 
-    async fn send_messages(&mut self, room_id: Uuid, rows: Vec<MessageRow>) -> Flow {
+    async fn send_messages(&mut self, room_id: Uuid, rows: Vec<Message>) -> Flow {
         for row in rows {
             let delivered = self.following.get(&room_id).copied().unwrap_or(i64::MAX);
             if row.seq <= delivered {
                 continue;
             }
-            self.send_frame(ServerFrame::Message(&row.to_message()))
-                .await?;
+            self.send_frame(ServerFrame::Message(&row)).await?;
             self.following.insert(room_id, row.seq);
         }
         Ok(())

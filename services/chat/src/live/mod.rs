@@ -47,8 +47,18 @@ pub fn spec(replica: Uuid) -> ConsumerSpec {
         .concurrency(1)
 }
 
+/// Where a frame on `chat.live` comes from and who it is for; the
+/// envelope is these fields and `frame`.
+#[derive(Serialize)]
+struct Head {
+    origin: Uuid,
+    audience: Audience,
+    room_id: Option<Uuid>,
+    seq: Option<i64>,
+}
+
 /// What travels on `chat.live`.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct Envelope<'a> {
     origin: Uuid,
     audience: Audience,
@@ -89,17 +99,20 @@ impl Live {
             }
             Audience::Presence { staff_id } => format!("presence.{staff_id}"),
         };
-        if let Ok(raw) = RawValue::from_string(frame.clone()) {
-            let envelope = Envelope {
-                origin: self.replica,
-                audience,
-                room_id,
-                seq,
-                frame: &raw,
-            };
-            if let Ok(payload) = serde_json::to_vec(&envelope) {
-                self.publisher.publish(routing_key, payload);
-            }
+        let head = Head {
+            origin: self.replica,
+            audience,
+            room_id,
+            seq,
+        };
+        if let Ok(mut payload) = serde_json::to_vec(&head) {
+            // The frame is already JSON: spliced in as the last field, not
+            // parsed and written again.
+            payload.pop();
+            payload.extend_from_slice(b",\"frame\":");
+            payload.extend_from_slice(frame.as_bytes());
+            payload.push(b'}');
+            self.publisher.publish(routing_key, payload);
         }
         self.hub.deliver(
             audience,

@@ -112,7 +112,7 @@ pub async fn list_messages(
     Ok(HttpResponse::Ok().json(page))
 }
 
-fn page_of(window: Window, mut rows: Vec<messages::MessageRow>, limit: i64) -> Page<Message> {
+fn page_of(window: Window, mut rows: Vec<Message>, limit: i64) -> Page<Message> {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let more = rows.len() > limit;
     let next_cursor = match window {
@@ -132,7 +132,7 @@ fn page_of(window: Window, mut rows: Vec<messages::MessageRow>, limit: i64) -> P
         }
     };
     Page {
-        items: rows.iter().map(|row| row.to_message()).collect(),
+        items: rows,
         next_cursor,
     }
 }
@@ -190,5 +190,5 @@ pub async fn post_message(
     if posted.created {
         state.announce_message(&posted.message);
     }
-    Ok(HttpResponse::Created().json(posted.message.to_message()))
+    Ok(HttpResponse::Created().json(posted.message))
 }

@@ -66,7 +66,7 @@ pub async fn open_room(
     })
     .await?;
     state.settle(changes).await;
-    Ok(HttpResponse::Created().json(room.to_room()))
+    Ok(HttpResponse::Created().json(room))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -136,9 +136,7 @@ pub async fn list_rooms(
         rooms::list(conn, filter, page.cursor, page.rows_to_read())
     })
     .await?;
-    Ok(Page::from_rows(&page, rows, |row| row.id)
-        .map(|row| row.to_room())
-        .respond())
+    Ok(Page::from_rows(&page, rows, |row| row.id).respond())
 }
 
 /// A room (its visitor, or staff).
@@ -164,7 +162,7 @@ pub async fn show_room(
         conversation::visible_room(conn, party, room_id)
     })
     .await?;
-    Ok(HttpResponse::Ok().json(room.to_room()))
+    Ok(HttpResponse::Ok().json(room))
 }
 
 /// Take a waiting room (staff); 409 if it is not waiting or you are at
@@ -195,7 +193,7 @@ pub async fn claim_room(
     })
     .await?;
     state.settle(changes).await;
-    Ok(HttpResponse::Ok().json(room.to_room()))
+    Ok(HttpResponse::Ok().json(room))
 }
 
 /// No fields.
@@ -238,7 +236,7 @@ pub async fn transfer_room(
     })
     .await?;
     state.settle(changes).await;
-    Ok(HttpResponse::Ok().json(room.to_room()))
+    Ok(HttpResponse::Ok().json(room))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -276,7 +274,7 @@ pub async fn set_priority(
     })
     .await?;
     state.settle(changes).await;
-    Ok(HttpResponse::Ok().json(room.to_room()))
+    Ok(HttpResponse::Ok().json(room))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -322,5 +320,5 @@ pub async fn close_room(
     })
     .await?;
     state.settle(changes).await;
-    Ok(HttpResponse::Ok().json(room.to_room()))
+    Ok(HttpResponse::Ok().json(room))
 }

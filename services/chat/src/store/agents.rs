@@ -4,10 +4,9 @@
 use crate::schema::{agents, people};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use serde::Serialize;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = agents)]
 #[diesel(check_for_backend(diesel::pg::Pg))]
 pub struct AgentRow {

@@ -1,45 +1,15 @@
 //! Messages and read cursors.
 
-use crate::model::{AuthorRole, Message};
+use crate::model::Message;
 use crate::schema::{messages, read_cursors};
-use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
-
-#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable)]
-#[diesel(table_name = messages)]
-#[diesel(check_for_backend(diesel::pg::Pg))]
-pub struct MessageRow {
-    pub room_id: Uuid,
-    pub seq: i64,
-    pub id: Uuid,
-    pub author_id: Uuid,
-    pub author_role: AuthorRole,
-    pub body: String,
-    pub client_msg_id: String,
-    pub created_at: DateTime<Utc>,
-}
-
-impl MessageRow {
-    pub fn to_message(&self) -> Message {
-        Message {
-            id: self.id,
-            room_id: self.room_id,
-            seq: self.seq,
-            author_id: self.author_id,
-            author_role: self.author_role,
-            body: self.body.clone(),
-            client_msg_id: self.client_msg_id.clone(),
-            created_at: self.created_at,
-        }
-    }
-}
 
 /// A message stored, or the one stored before under its client id.
 #[derive(QueryableByName)]
 pub struct Stored {
     #[diesel(embed)]
-    pub message: MessageRow,
+    pub message: Message,
     #[diesel(sql_type = diesel::sql_types::Bool)]
     pub created: bool,
 }
@@ -53,7 +23,7 @@ pub struct Stored {
 /// once: one of them fails on the unique index, and changed nothing.
 pub fn store(
     conn: &mut PgConnection,
-    row: &MessageRow,
+    row: &Message,
     only_visitor: Option<Uuid>,
 ) -> QueryResult<Option<Stored>> {
     use diesel::sql_types::{Nullable, Text, Timestamptz, Uuid as SqlUuid};
@@ -76,11 +46,11 @@ pub fn find_by_client_id(
     conn: &mut PgConnection,
     room_id: Uuid,
     client_msg_id: &str,
-) -> QueryResult<Option<MessageRow>> {
+) -> QueryResult<Option<Message>> {
     messages::table
         .filter(messages::room_id.eq(room_id))
         .filter(messages::client_msg_id.eq(client_msg_id))
-        .select(MessageRow::as_select())
+        .select(Message::as_select())
         .first(conn)
         .optional()
 }
@@ -93,15 +63,15 @@ pub fn page(
     after: i64,
     before: Option<i64>,
     limit: i64,
-) -> QueryResult<Vec<MessageRow>> {
+) -> QueryResult<Vec<Message>> {
     let base = messages::table
         .filter(messages::room_id.eq(room_id))
         .filter(messages::seq.gt(after))
-        .select(MessageRow::as_select());
+        .select(Message::as_select());
     match before {
         None => base.order(messages::seq.asc()).limit(limit).load(conn),
         Some(before) => {
-            let mut rows: Vec<MessageRow> = base
+            let mut rows: Vec<Message> = base
                 .filter(messages::seq.lt(before))
                 .order(messages::seq.desc())
                 .limit(limit)
@@ -118,13 +88,13 @@ pub fn range(
     room_id: Uuid,
     after: i64,
     through: i64,
-) -> QueryResult<Vec<MessageRow>> {
+) -> QueryResult<Vec<Message>> {
     messages::table
         .filter(messages::room_id.eq(room_id))
         .filter(messages::seq.gt(after))
         .filter(messages::seq.le(through))
         .order(messages::seq.asc())
-        .select(MessageRow::as_select())
+        .select(Message::as_select())
         .load(conn)
 }
 

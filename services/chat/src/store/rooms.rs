@@ -3,40 +3,8 @@
 
 use crate::model::{Priority, Room, RoomStatus};
 use crate::schema::rooms;
-use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
-
-#[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = rooms)]
-#[diesel(check_for_backend(diesel::pg::Pg))]
-pub struct RoomRow {
-    pub id: Uuid,
-    pub visitor_id: Uuid,
-    pub assignee_id: Option<Uuid>,
-    pub status: RoomStatus,
-    pub priority: Priority,
-    pub subject: Option<String>,
-    pub last_seq: i64,
-    pub created_at: DateTime<Utc>,
-    pub closed_at: Option<DateTime<Utc>>,
-}
-
-impl RoomRow {
-    pub fn to_room(&self) -> Room {
-        Room {
-            id: self.id,
-            visitor_id: self.visitor_id,
-            assignee_id: self.assignee_id,
-            status: self.status,
-            priority: self.priority,
-            subject: self.subject.clone(),
-            created_at: self.created_at,
-            closed_at: self.closed_at,
-            last_seq: self.last_seq,
-        }
-    }
-}
 
 #[derive(Insertable)]
 #[diesel(table_name = rooms)]
@@ -54,7 +22,7 @@ pub fn insert(
     visitor_id: Uuid,
     subject: Option<&str>,
     idempotency_key: Option<&str>,
-) -> QueryResult<Option<RoomRow>> {
+) -> QueryResult<Option<Room>> {
     diesel::insert_into(rooms::table)
         .values(NewRoom {
             id: Uuid::now_v7(),
@@ -63,7 +31,7 @@ pub fn insert(
             idempotency_key,
         })
         .on_conflict_do_nothing()
-        .returning(RoomRow::as_returning())
+        .returning(Room::as_returning())
         .get_result(conn)
         .optional()
 }
@@ -72,27 +40,27 @@ pub fn find_by_idempotency_key(
     conn: &mut PgConnection,
     visitor_id: Uuid,
     key: &str,
-) -> QueryResult<Option<RoomRow>> {
+) -> QueryResult<Option<Room>> {
     rooms::table
         .filter(rooms::visitor_id.eq(visitor_id))
         .filter(rooms::idempotency_key.eq(key))
-        .select(RoomRow::as_select())
+        .select(Room::as_select())
         .first(conn)
         .optional()
 }
 
-pub fn find(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<RoomRow>> {
+pub fn find(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<Room>> {
     rooms::table
         .find(id)
-        .select(RoomRow::as_select())
+        .select(Room::as_select())
         .first(conn)
         .optional()
 }
 
-pub fn find_for_update(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<RoomRow>> {
+pub fn find_for_update(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<Room>> {
     rooms::table
         .find(id)
-        .select(RoomRow::as_select())
+        .select(Room::as_select())
         .for_update()
         .first(conn)
         .optional()
@@ -112,8 +80,8 @@ pub fn list(
     filter: ListFilter,
     cursor: Option<Uuid>,
     limit: i64,
-) -> QueryResult<Vec<RoomRow>> {
-    let mut query = rooms::table.select(RoomRow::as_select()).into_boxed();
+) -> QueryResult<Vec<Room>> {
+    let mut query = rooms::table.select(Room::as_select()).into_boxed();
     if let Some(visitor) = filter.visitor {
         query = query.filter(rooms::visitor_id.eq(visitor));
     }
@@ -132,7 +100,7 @@ pub fn list(
 /// The head of the waiting queue (priority, then age), locked. A room
 /// another transaction holds is waited for, not passed over: it may stay
 /// waiting, and then it still goes first.
-pub fn next_waiting(conn: &mut PgConnection) -> QueryResult<Option<RoomRow>> {
+pub fn next_waiting(conn: &mut PgConnection) -> QueryResult<Option<Room>> {
     rooms::table
         .filter(rooms::status.eq(RoomStatus::Waiting))
         .order((
@@ -140,7 +108,7 @@ pub fn next_waiting(conn: &mut PgConnection) -> QueryResult<Option<RoomRow>> {
             rooms::created_at.asc(),
             rooms::id.asc(),
         ))
-        .select(RoomRow::as_select())
+        .select(Room::as_select())
         .for_update()
         .first(conn)
         .optional()
@@ -156,7 +124,7 @@ pub fn any_waiting_besides(conn: &mut PgConnection, room: Uuid) -> QueryResult<b
     .get_result(conn)
 }
 
-pub fn set_assignee(conn: &mut PgConnection, id: Uuid, assignee: Uuid) -> QueryResult<RoomRow> {
+pub fn set_assignee(conn: &mut PgConnection, id: Uuid, assignee: Uuid) -> QueryResult<Room> {
     diesel::update(rooms::table.find(id))
         .set((
             rooms::assignee_id.eq(assignee),
@@ -164,22 +132,22 @@ pub fn set_assignee(conn: &mut PgConnection, id: Uuid, assignee: Uuid) -> QueryR
             rooms::assigned_at.eq(diesel::dsl::now),
             rooms::updated_at.eq(diesel::dsl::now),
         ))
-        .returning(RoomRow::as_returning())
+        .returning(Room::as_returning())
         .get_result(conn)
 }
 
-pub fn set_priority(conn: &mut PgConnection, id: Uuid, priority: Priority) -> QueryResult<RoomRow> {
+pub fn set_priority(conn: &mut PgConnection, id: Uuid, priority: Priority) -> QueryResult<Room> {
     diesel::update(rooms::table.find(id))
         .set((
             rooms::priority.eq(priority),
             rooms::priority_rank.eq(priority.rank()),
             rooms::updated_at.eq(diesel::dsl::now),
         ))
-        .returning(RoomRow::as_returning())
+        .returning(Room::as_returning())
         .get_result(conn)
 }
 
-pub fn close(conn: &mut PgConnection, id: Uuid, closed_by: Uuid) -> QueryResult<RoomRow> {
+pub fn close(conn: &mut PgConnection, id: Uuid, closed_by: Uuid) -> QueryResult<Room> {
     diesel::update(rooms::table.find(id))
         .set((
             rooms::status.eq(RoomStatus::Closed),
@@ -187,6 +155,6 @@ pub fn close(conn: &mut PgConnection, id: Uuid, closed_by: Uuid) -> QueryResult<
             rooms::closed_by.eq(closed_by),
             rooms::updated_at.eq(diesel::dsl::now),
         ))
-        .returning(RoomRow::as_returning())
+        .returning(Room::as_returning())
         .get_result(conn)
 }
