@@ -15,8 +15,8 @@
 
 use crate::model::Room;
 use crate::model::{Priority, RoomStatus};
-use crate::schema::assignment_decisions;
 use crate::store::agents::{self, AgentRow};
+use crate::store::assignments::{self, Attempt};
 use crate::store::messages;
 use crate::store::rooms;
 use chrono::Utc;
@@ -25,12 +25,9 @@ use domain::messages::{ChatRoomAssigned, ChatRoomClosed, ChatRoomOpened, EmailJo
 use domain::Email;
 use platform::error::Error;
 use platform::Problem;
-use serde_json::json;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
-/// Agents recorded with a decision, first in line first.
-const LINE_UP: i64 = 5;
 /// Rooms a drain assigns per transaction before committing and going on.
 const DRAIN_BATCH: usize = 50;
 /// A transcript holds at most this many messages (the latest).
@@ -75,159 +72,45 @@ impl Trigger {
     }
 }
 
-struct Decision<'a> {
-    room_id: Uuid,
-    trigger: Trigger,
-    assignee: Option<Uuid>,
-    reason: &'a str,
-    decided_by: Option<Uuid>,
-    line_up: &'a [AgentRow],
-}
-
-fn record(
+/// Announces what an attempt decided: counts the decision and, for an
+/// assignment, puts `chat.room_assigned` in the outbox. `before` is the
+/// room as it was.
+fn settle(
     conn: &mut PgConnection,
-    decision: Decision<'_>,
-    changes: &mut Changes,
-) -> QueryResult<()> {
-    let outcome = if decision.assignee.is_some() {
-        "assigned"
-    } else {
-        "waiting"
-    };
-    changes.decisions.push((
-        decision.trigger.as_str(),
-        outcome,
-        decision.reason.to_string(),
-    ));
-    let candidates: Vec<_> = decision
-        .line_up
-        .iter()
-        .map(|agent| {
-            json!({
-                "staff_id": agent.user_id,
-                "active_rooms": agent.active_rooms,
-                "max_active_rooms": agent.max_active_rooms,
-                "last_assigned_at": agent.last_assigned_at,
-            })
-        })
-        .collect();
-    diesel::insert_into(assignment_decisions::table)
-        .values((
-            assignment_decisions::id.eq(Uuid::now_v7()),
-            assignment_decisions::room_id.eq(decision.room_id),
-            assignment_decisions::trigger.eq(decision.trigger.as_str()),
-            assignment_decisions::outcome.eq(outcome),
-            assignment_decisions::reason.eq(decision.reason),
-            assignment_decisions::assignee_id.eq(decision.assignee),
-            assignment_decisions::decided_by.eq(decision.decided_by),
-            assignment_decisions::candidates.eq(serde_json::Value::Array(candidates)),
-        ))
-        .execute(conn)
-        .map(|_| ())
-}
-
-/// Why `chosen` came first in `line_up`.
-fn reason_for(chosen: &AgentRow, line_up: &[AgentRow]) -> &'static str {
-    let others: Vec<&AgentRow> = line_up
-        .iter()
-        .filter(|agent| agent.user_id != chosen.user_id && agent.has_capacity())
-        .collect();
-    if others.is_empty() {
-        "only_free_staff"
-    } else if others
-        .iter()
-        .any(|agent| agent.active_rooms == chosen.active_rooms)
-    {
-        "idle_longest"
-    } else {
-        "fewest_active_rooms"
-    }
-}
-
-/// Why nobody got the room.
-fn waiting_reason(line_up: &[AgentRow]) -> &'static str {
-    if line_up.is_empty() {
-        "no_staff_online"
-    } else if line_up.iter().all(|agent| !agent.has_capacity()) {
-        "all_staff_at_capacity"
-    } else {
-        "free_staff_busy_elsewhere"
-    }
-}
-
-/// Gives `room` (locked, waiting) to the first free agent, if any.
-fn try_assign(
-    conn: &mut PgConnection,
-    room: Room,
+    before: &Room,
     trigger: Trigger,
-    wait_for_locked_agents: bool,
+    attempt: Attempt,
     changes: &mut Changes,
 ) -> QueryResult<Room> {
-    let line_up = agents::line_up(conn, LINE_UP)?;
-    let Some(agent) = agents::take_free(conn, wait_for_locked_agents)? else {
-        if trigger == Trigger::Queue {
-            // The room's waiting was recorded when it was opened; a drain
-            // that finds nobody free decides nothing new.
-            return Ok(room);
-        }
-        record(
-            conn,
-            Decision {
-                room_id: room.id,
-                trigger,
-                assignee: None,
-                reason: waiting_reason(&line_up),
-                decided_by: None,
-                line_up: &line_up,
-            },
-            changes,
-        )?;
+    let Attempt {
+        room,
+        outcome,
+        reason,
+    } = attempt;
+    let Some(outcome) = outcome else {
         return Ok(room);
     };
-    let reason = reason_for(&agent, &line_up);
-    give(
-        conn, &room, &agent, trigger, reason, None, &line_up, changes,
-    )
-}
-
-#[allow(clippy::too_many_arguments)]
-fn give(
-    conn: &mut PgConnection,
-    room: &Room,
-    agent: &AgentRow,
-    trigger: Trigger,
-    reason: &str,
-    decided_by: Option<Uuid>,
-    line_up: &[AgentRow],
-    changes: &mut Changes,
-) -> QueryResult<Room> {
-    agents::add_room(conn, agent.user_id)?;
-    let assigned = rooms::set_assignee(conn, room.id, agent.user_id)?;
-    record(
-        conn,
-        Decision {
-            room_id: room.id,
-            trigger,
-            assignee: Some(agent.user_id),
-            reason,
-            decided_by,
-            line_up,
-        },
-        changes,
-    )?;
-    bus::outbox::enqueue(
-        conn,
-        ChatRoomAssigned {
-            room_id: room.id,
-            assignee_id: agent.user_id,
-            previous_assignee_id: room.assignee_id,
-            trigger: trigger.as_str().to_string(),
-            reason: reason.to_string(),
-            assigned_at: Utc::now(),
-        },
-    )?;
-    changes.events += 1;
-    Ok(assigned)
+    let reason = reason.unwrap_or_default();
+    let outcome = match (outcome.as_str(), room.assignee_id) {
+        ("assigned", Some(assignee_id)) => {
+            bus::outbox::enqueue(
+                conn,
+                ChatRoomAssigned {
+                    room_id: room.id,
+                    assignee_id,
+                    previous_assignee_id: before.assignee_id,
+                    trigger: trigger.as_str().to_string(),
+                    reason: reason.clone(),
+                    assigned_at: Utc::now(),
+                },
+            )?;
+            changes.events += 1;
+            "assigned"
+        }
+        _ => "waiting",
+    };
+    changes.decisions.push((trigger.as_str(), outcome, reason));
+    Ok(room)
 }
 
 /// Opens a room for `visitor`, assigned at once when someone is free and
@@ -246,6 +129,10 @@ pub fn open(
                 .ok_or(diesel::result::Error::NotFound)?;
             return Ok((existing, false, Changes::default()));
         };
+        // Agents another open holds are passed over: the next free one
+        // will do, and nobody waits on a lock.
+        let attempt =
+            assignments::to_first_free(conn, room.id, Trigger::Opened.as_str(), false, true)?;
         let mut changes = Changes::default();
         bus::outbox::enqueue(
             conn,
@@ -258,24 +145,7 @@ pub fn open(
             },
         )?;
         changes.events += 1;
-        let room = if rooms::any_waiting_besides(conn, room.id)? {
-            let line_up = agents::line_up(conn, LINE_UP)?;
-            record(
-                conn,
-                Decision {
-                    room_id: room.id,
-                    trigger: Trigger::Opened,
-                    assignee: None,
-                    reason: "queue_not_empty",
-                    decided_by: None,
-                    line_up: &line_up,
-                },
-                &mut changes,
-            )?;
-            room
-        } else {
-            try_assign(conn, room, Trigger::Opened, false, &mut changes)?
-        };
+        let room = settle(conn, &room, Trigger::Opened, attempt, &mut changes)?;
         if room.status == RoomStatus::Waiting {
             changes.events += notify_offline_agents(conn, &room)?;
             // A drain after commit sees this room, in case an agent was
@@ -327,7 +197,14 @@ pub fn drain(conn: &mut PgConnection) -> QueryResult<Changes> {
                 let Some(room) = rooms::next_waiting(conn)? else {
                     break;
                 };
-                let room = try_assign(conn, room, Trigger::Queue, true, &mut changes)?;
+                let attempt = assignments::to_first_free(
+                    conn,
+                    room.id,
+                    Trigger::Queue.as_str(),
+                    true,
+                    false,
+                )?;
+                let room = settle(conn, &room, Trigger::Queue, attempt, &mut changes)?;
                 if room.status != RoomStatus::Active {
                     break;
                 }
@@ -382,16 +259,15 @@ pub fn claim(
             .into());
         }
         let mut changes = Changes::default();
-        let room = give(
+        let attempt = assignments::to_agent(
             conn,
-            &room,
-            &me,
-            Trigger::Claim,
+            room.id,
+            agent,
+            Trigger::Claim.as_str(),
             "claimed",
             Some(agent),
-            std::slice::from_ref(&me),
-            &mut changes,
         )?;
+        let room = settle(conn, &room, Trigger::Claim, attempt, &mut changes)?;
         changes.rooms.push(room.clone());
         Ok((room, changes))
     })
@@ -449,16 +325,15 @@ pub fn transfer(
             agents::remove_room(conn, previous)?;
             changes.queue_may_move = true;
         }
-        let room = give(
+        let attempt = assignments::to_agent(
             conn,
-            &room,
-            &to,
-            Trigger::Transfer,
+            room.id,
+            to.user_id,
+            Trigger::Transfer.as_str(),
             "transferred",
             Some(by),
-            std::slice::from_ref(&to),
-            &mut changes,
         )?;
+        let room = settle(conn, &room, Trigger::Transfer, attempt, &mut changes)?;
         changes.rooms.push(room.clone());
         Ok((room, changes))
     })

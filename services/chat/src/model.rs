@@ -89,6 +89,7 @@ pub fn is_agent(roles: &[Role]) -> bool {
     Deserialize,
     utoipa::ToSchema,
     diesel::Queryable,
+    diesel::QueryableByName,
     diesel::Selectable,
 )]
 #[diesel(table_name = crate::schema::rooms)]

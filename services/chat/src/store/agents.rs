@@ -54,61 +54,6 @@ pub fn find_for_update(conn: &mut PgConnection, user_id: Uuid) -> QueryResult<Op
         .optional()
 }
 
-/// The agents next in line for a room, in the order of choice (fewest
-/// active rooms, then longest since their last room), as they are now:
-/// what a decision records as its candidates. Full agents are included,
-/// so a decision shows why no one was free.
-pub fn line_up(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<AgentRow>> {
-    agents::table
-        .filter(agents::online)
-        .filter(agents::is_agent)
-        .filter(agents::disabled.eq(false))
-        .order((
-            (agents::active_rooms.ge(agents::max_active_rooms)).asc(),
-            agents::active_rooms.asc(),
-            agents::last_assigned_at.asc().nulls_first(),
-            agents::user_id.asc(),
-        ))
-        .select(AgentRow::as_select())
-        .limit(limit)
-        .load(conn)
-}
-
-/// The first free agent in line, locked: its load cannot change until
-/// this transaction ends. Unless `wait_for_locked`, agents that another
-/// transaction is assigning to right now are passed over.
-pub fn take_free(conn: &mut PgConnection, wait_for_locked: bool) -> QueryResult<Option<AgentRow>> {
-    let query = agents::table
-        .filter(agents::online)
-        .filter(agents::is_agent)
-        .filter(agents::disabled.eq(false))
-        .filter(agents::active_rooms.lt(agents::max_active_rooms))
-        .order((
-            agents::active_rooms.asc(),
-            agents::last_assigned_at.asc().nulls_first(),
-            agents::user_id.asc(),
-        ))
-        .select(AgentRow::as_select())
-        .for_update();
-    if wait_for_locked {
-        query.first(conn).optional()
-    } else {
-        query.skip_locked().first(conn).optional()
-    }
-}
-
-/// One more room for `user_id`.
-pub fn add_room(conn: &mut PgConnection, user_id: Uuid) -> QueryResult<()> {
-    diesel::update(agents::table.find(user_id))
-        .set((
-            agents::active_rooms.eq(agents::active_rooms + 1),
-            agents::last_assigned_at.eq(diesel::dsl::now),
-            agents::updated_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .map(|_| ())
-}
-
 /// One room fewer for `user_id`.
 pub fn remove_room(conn: &mut PgConnection, user_id: Uuid) -> QueryResult<()> {
     diesel::update(agents::table.find(user_id))

@@ -114,28 +114,6 @@ pub fn next_waiting(conn: &mut PgConnection) -> QueryResult<Option<Room>> {
         .optional()
 }
 
-/// Whether a room other than `room` waits, as of this statement.
-pub fn any_waiting_besides(conn: &mut PgConnection, room: Uuid) -> QueryResult<bool> {
-    diesel::select(diesel::dsl::exists(
-        rooms::table
-            .filter(rooms::status.eq(RoomStatus::Waiting))
-            .filter(rooms::id.ne(room)),
-    ))
-    .get_result(conn)
-}
-
-pub fn set_assignee(conn: &mut PgConnection, id: Uuid, assignee: Uuid) -> QueryResult<Room> {
-    diesel::update(rooms::table.find(id))
-        .set((
-            rooms::assignee_id.eq(assignee),
-            rooms::status.eq(RoomStatus::Active),
-            rooms::assigned_at.eq(diesel::dsl::now),
-            rooms::updated_at.eq(diesel::dsl::now),
-        ))
-        .returning(Room::as_returning())
-        .get_result(conn)
-}
-
 pub fn set_priority(conn: &mut PgConnection, id: Uuid, priority: Priority) -> QueryResult<Room> {
     diesel::update(rooms::table.find(id))
         .set((

@@ -59,6 +59,156 @@ async fn a_room_goes_at_once_to_the_online_staff_member_with_fewest_rooms() {
     assert_eq!(candidates, 2, "the decision records who it chose from");
 }
 
+/// The decision recorded for `room` with this trigger, outcome and reason
+/// (and `extra`, a condition on its columns), counted.
+fn decisions(
+    chat: &Chat,
+    room: &str,
+    trigger: &str,
+    outcome: &str,
+    reason: &str,
+    extra: &str,
+) -> i64 {
+    chat.n(&format!(
+        "SELECT count(*) FROM assignment_decisions WHERE room_id = '{room}' AND trigger = '{trigger}' \
+         AND outcome = '{outcome}' AND reason = '{reason}' AND {extra}"
+    ))
+}
+
+#[tokio::test]
+async fn every_decision_records_its_reason_and_the_staff_in_line() {
+    let chat = start().await;
+    let a = id_of(&chat.open_room(&chat.visitor()).await);
+    assert_eq!(
+        decisions(
+            &chat,
+            &a,
+            "opened",
+            "waiting",
+            "no_staff_online",
+            "candidates = '[]'"
+        ),
+        1
+    );
+
+    let first = chat.staff().await;
+    chat.settings(&first, 1).await;
+    let _first_ws = chat.connect(0, &first).await;
+    let from_queue = testkit::eventually(Duration::from_secs(10), || async {
+        (decisions(&chat, &a, "queue", "assigned", "only_free_staff", "true") == 1).then_some(())
+    })
+    .await;
+    assert!(
+        from_queue.is_some(),
+        "the waiting room went to the one who came online"
+    );
+
+    let b = id_of(&chat.open_room(&chat.visitor()).await);
+    let full_first = format!(
+        "candidates = jsonb_build_array(jsonb_build_object('staff_id', '{}'::uuid, 'active_rooms', 1, \
+         'max_active_rooms', 1, 'last_assigned_at', candidates -> 0 -> 'last_assigned_at')) \
+         AND candidates -> 0 ->> 'last_assigned_at' IS NOT NULL",
+        first.id
+    );
+    assert_eq!(
+        decisions(
+            &chat,
+            &b,
+            "opened",
+            "waiting",
+            "all_staff_at_capacity",
+            &full_first
+        ),
+        1,
+        "the line-up shows why nobody took it"
+    );
+
+    let second = chat.staff().await;
+    chat.settings(&second, 2).await;
+    let _second_ws = chat.connect(0, &second).await;
+    let from_queue = testkit::eventually(Duration::from_secs(10), || async {
+        (decisions(&chat, &b, "queue", "assigned", "only_free_staff", "true") == 1).then_some(())
+    })
+    .await;
+    assert!(from_queue.is_some());
+
+    let third = chat.staff().await;
+    chat.settings(&third, 2).await;
+    let _third_ws = chat.connect(0, &third).await;
+    let c = chat.open_room(&chat.visitor()).await;
+    assert_eq!(c["assignee_id"], third.id.to_string());
+    assert_eq!(
+        decisions(
+            &chat,
+            &id_of(&c),
+            "opened",
+            "assigned",
+            "fewest_active_rooms",
+            "true"
+        ),
+        1
+    );
+
+    // Second and third have one room each; second has waited longer.
+    let d = chat.open_room(&chat.visitor()).await;
+    let d_id = id_of(&d);
+    assert_eq!(d["assignee_id"], second.id.to_string());
+    let in_line = format!(
+        "jsonb_array_length(candidates) = 3 AND candidates -> 0 ->> 'staff_id' = '{}' \
+         AND candidates -> 1 ->> 'staff_id' = '{}' AND candidates -> 2 ->> 'staff_id' = '{}' \
+         AND assignee_id = '{}' AND decided_by IS NULL",
+        second.id, third.id, first.id, second.id
+    );
+    assert_eq!(
+        decisions(&chat, &d_id, "opened", "assigned", "idle_longest", &in_line),
+        1,
+        "in the order of choice, the full one last"
+    );
+
+    let (status, body) = chat
+        .call(
+            Method::POST,
+            &format!("/rooms/{d_id}/transfer"),
+            &second.token,
+            Some(json!({"staff_id": third.id})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let transferred = format!(
+        "decided_by = '{}' AND assignee_id = '{}' AND jsonb_array_length(candidates) = 1 \
+         AND candidates -> 0 ->> 'staff_id' = '{}' AND (candidates -> 0 ->> 'active_rooms')::int = 1",
+        second.id, third.id, third.id
+    );
+    assert_eq!(
+        decisions(
+            &chat,
+            &d_id,
+            "transfer",
+            "assigned",
+            "transferred",
+            &transferred
+        ),
+        1,
+        "a transfer records who asked and the one who got it, as they were"
+    );
+    assert_eq!(
+        chat.n("SELECT count(*) FROM agents WHERE active_rooms > max_active_rooms"),
+        0
+    );
+    assert_eq!(
+        chat.n(&format!(
+            "SELECT active_rooms FROM agents WHERE user_id = '{}'",
+            third.id
+        )),
+        2
+    );
+    assert_eq!(
+        chat.n("SELECT count(*) FROM outbox WHERE message_type = 'chat.room_assigned'"),
+        5,
+        "every assignment is an event"
+    );
+}
+
 #[tokio::test]
 async fn opening_with_an_idempotency_key_twice_opens_one_room() {
     let chat = start().await;
