@@ -75,8 +75,8 @@ fn reader(db: &TestDatabase) -> BatchedReads<i32, String> {
 async fn reads_that_arrive_together_leave_as_one_query() {
     let db = database();
     let limits = BatchLimits {
-        queries_in_flight: 1,
-        reads_per_query: 128,
+        batches_in_flight: 1,
+        items_per_batch: 128,
     };
     let reads = BatchedReads::start(platform::db::pool(db.url(), 2), limits, counted_read);
 
