@@ -2,11 +2,13 @@
 //! routes and the WebSocket, so both answer alike.
 
 use crate::model::{is_agent, AuthorRole, Body, ClientMsgId, Message, Room, RoomStatus};
-use crate::store::messages::{self, Stored};
+use crate::store::messages::{self, Posting, Stored};
 use crate::store::rooms;
 use chrono::Utc;
 use diesel::prelude::*;
 use domain::Role;
+use platform::db::batch::{BatchLimits, BatchedWrites};
+use platform::db::{self, PgPool};
 use platform::error::Error;
 use platform::Problem;
 use uuid::Uuid;
@@ -93,31 +95,53 @@ pub fn visible_room(conn: &mut PgConnection, party: Party, room_id: Uuid) -> Res
     }
 }
 
-/// Stores a message with the room's next seq. The room must be open and
-/// within the party's reach.
-pub fn post(
-    conn: &mut PgConnection,
+/// Stores messages with the others arriving at the same moment: a batch
+/// per transaction (one commit for all of them).
+pub type MessageWriter = BatchedWrites<Posting, Option<Stored>>;
+
+pub fn message_writer(pool: PgPool) -> MessageWriter {
+    BatchedWrites::start(pool, BatchLimits::default(), messages::store_batch)
+}
+
+/// Posts a message as `party`: stored with its room's next seq, or the one
+/// stored before under its client id. Most go in a batch; one the batch
+/// leaves (its room busy in another transaction, closed, out of reach, or
+/// a retry) is settled on its own.
+pub async fn post(
+    writer: &MessageWriter,
+    pool: &PgPool,
     party: Party,
     room_id: Uuid,
     client_msg_id: &ClientMsgId,
     body: &Body,
 ) -> Result<Stored, Error> {
     let author_role = party.author_role()?;
-    let visitor_only = match party {
+    let only_visitor = match party {
         Party::Visitor(id) => Some(id),
         _ => None,
     };
-    let row = Message {
-        room_id,
-        seq: 0,
-        id: Uuid::now_v7(),
-        author_id: party.user_id(),
-        author_role,
-        body: body.as_str().to_string(),
-        client_msg_id: client_msg_id.as_str().to_string(),
-        created_at: Utc::now(),
+    let posting = Posting {
+        row: Message {
+            room_id,
+            seq: 0,
+            id: Uuid::now_v7(),
+            author_id: party.user_id(),
+            author_role,
+            body: body.as_str().to_string(),
+            client_msg_id: client_msg_id.as_str().to_string(),
+            created_at: Utc::now(),
+        },
+        only_visitor,
     };
-    match messages::store(conn, &row, visitor_only) {
+    if let Some(stored) = writer.apply(posting.clone()).await? {
+        return Ok(stored);
+    }
+    db::run(pool, move |conn| post_alone(conn, party, &posting)).await
+}
+
+fn post_alone(conn: &mut PgConnection, party: Party, posting: &Posting) -> Result<Stored, Error> {
+    let room_id = posting.row.room_id;
+    match messages::store(conn, &posting.row, posting.only_visitor) {
         Ok(Some(stored)) => {
             if !stored.created {
                 // Only someone who may see the room learns of its messages.
@@ -140,7 +164,7 @@ pub fn post(
         )) => {
             // The same client_msg_id raced itself; the other try won.
             visible_room(conn, party, room_id)?;
-            let existing = messages::find_by_client_id(conn, room_id, client_msg_id.as_str())?
+            let existing = messages::find_by_client_id(conn, room_id, &posting.row.client_msg_id)?
                 .ok_or_else(|| Error::from(diesel::result::Error::NotFound))?;
             Ok(Stored {
                 message: existing,

@@ -2,6 +2,7 @@
 //! tests alike.
 
 use crate::config::Config;
+use crate::conversation;
 use crate::directory::PeopleEvents;
 use crate::live::hub::Hub;
 use crate::live::{self, Live, LiveHandler};
@@ -113,6 +114,7 @@ impl Application {
         let state = AppState {
             drains: Default::default(),
             pool: pool.clone(),
+            messages: conversation::message_writer(pool.clone()),
             relay: relay.handle(),
             live: Live::new(replica, hub.clone(), publisher),
             metrics: chat_metrics,

@@ -4,6 +4,7 @@
 
 use crate::assignment::{self, Changes};
 use crate::config::{PresenceTiming, WsLimits};
+use crate::conversation::MessageWriter;
 use crate::live::frames::{PresenceStatus, ServerFrame};
 use crate::live::hub::Audience;
 use crate::live::Live;
@@ -28,6 +29,7 @@ pub struct Drains {
 pub struct AppState {
     pub drains: Arc<Drains>,
     pub pool: PgPool,
+    pub messages: MessageWriter,
     pub relay: RelayHandle,
     pub live: Live,
     pub metrics: ChatMetrics,

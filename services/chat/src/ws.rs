@@ -600,10 +600,14 @@ impl Connection {
                 return self.error(codes::INVALID, &message).await;
             }
         };
-        let cid = client_msg_id.clone();
-        let posted = db::run(&self.state.pool, move |conn| {
-            conversation::post(conn, party, room_id, &cid, &body)
-        })
+        let posted = conversation::post(
+            &self.state.messages,
+            &self.state.pool,
+            party,
+            room_id,
+            &client_msg_id,
+            &body,
+        )
         .await;
         match posted {
             Ok(posted) => {

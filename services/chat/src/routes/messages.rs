@@ -183,9 +183,14 @@ pub async fn post_message(
             .map_err(|err| Problem::invalid_field("client_msg_id", err.to_string()))?,
         None => ClientMsgId::generate(),
     };
-    let posted = db::run(&state.pool, move |conn| {
-        conversation::post(conn, party, room_id, &client_msg_id, &text)
-    })
+    let posted = conversation::post(
+        &state.messages,
+        &state.pool,
+        party,
+        room_id,
+        &client_msg_id,
+        &text,
+    )
     .await?;
     if posted.created {
         state.announce_message(&posted.message);

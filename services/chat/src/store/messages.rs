@@ -42,6 +42,65 @@ pub fn store(
         .optional()
 }
 
+/// A message to store, and whose room it must be if not anyone's who
+/// may post.
+#[derive(Debug, Clone)]
+pub struct Posting {
+    pub row: Message,
+    pub only_visitor: Option<Uuid>,
+}
+
+#[derive(QueryableByName)]
+struct StoredAt {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    ord: i32,
+    #[diesel(embed)]
+    stored: Stored,
+}
+
+/// Stores a batch of messages in one statement (`chat_store_messages`),
+/// in this transaction; the batch is committed together. Each comes back
+/// stored, or as `None`: its room was held by another transaction, closed
+/// or out of reach, or its client id was taken. [`store`] settles those
+/// one at a time.
+pub fn store_batch(
+    conn: &mut PgConnection,
+    postings: &[Posting],
+) -> QueryResult<Vec<Option<Stored>>> {
+    use diesel::sql_types::{Array, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+    let column = |field: fn(&Posting) -> Uuid| postings.iter().map(field).collect::<Vec<_>>();
+    let texts = |field: fn(&Posting) -> &str| postings.iter().map(field).collect::<Vec<_>>();
+    let stored: Vec<StoredAt> =
+        diesel::sql_query("SELECT * FROM chat_store_messages($1, $2, $3, $4, $5, $6, $7, $8)")
+            .bind::<Array<SqlUuid>, _>(column(|p| p.row.room_id))
+            .bind::<Array<Text>, _>(texts(|p| &p.row.client_msg_id))
+            .bind::<Array<Nullable<SqlUuid>>, _>(
+                postings.iter().map(|p| p.only_visitor).collect::<Vec<_>>(),
+            )
+            .bind::<Array<SqlUuid>, _>(column(|p| p.row.id))
+            .bind::<Array<SqlUuid>, _>(column(|p| p.row.author_id))
+            .bind::<Array<Text>, _>(texts(|p| p.row.author_role.as_str()))
+            .bind::<Array<Text>, _>(texts(|p| &p.row.body))
+            .bind::<Array<Timestamptz>, _>(
+                postings
+                    .iter()
+                    .map(|p| p.row.created_at)
+                    .collect::<Vec<_>>(),
+            )
+            .load(conn)?;
+    let mut answers: Vec<Option<Stored>> = postings.iter().map(|_| None).collect();
+    for StoredAt { ord, stored } in stored {
+        // `ord` counts from 1, as SQL arrays do.
+        let slot = usize::try_from(ord - 1)
+            .ok()
+            .and_then(|i| answers.get_mut(i));
+        if let Some(slot) = slot {
+            *slot = Some(stored);
+        }
+    }
+    Ok(answers)
+}
+
 pub fn find_by_client_id(
     conn: &mut PgConnection,
     room_id: Uuid,

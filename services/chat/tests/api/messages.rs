@@ -144,3 +144,123 @@ async fn history_pages_forward_and_back() {
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+#[tokio::test]
+async fn messages_sent_together_are_stored_once_each_in_order_even_when_retried_at_once() {
+    let chat = start().await;
+    let staff = chat.staff().await;
+    let _staff_ws = chat.connect(0, &staff).await;
+    let mut rooms = Vec::new();
+    for _ in 0..6 {
+        let visitor = chat.visitor();
+        let room = id_of(&chat.open_room(&visitor).await);
+        rooms.push((visitor, room));
+    }
+    // Every message is sent twice at the same moment, as a client that
+    // retries before its first answer would.
+    let mut sends = Vec::new();
+    let chat = &chat;
+    for (visitor, room) in &rooms {
+        for i in 0..8 {
+            for _ in 0..2 {
+                sends.push(async move {
+                    let (status, message) = chat
+                        .call(
+                            Method::POST,
+                            &format!("/rooms/{room}/messages"),
+                            &visitor.token,
+                            Some(
+                                json!({"body": format!("m{i}"), "client_msg_id": format!("c{i}")}),
+                            ),
+                        )
+                        .await;
+                    assert_eq!(status, StatusCode::CREATED, "{message}");
+                    message
+                });
+            }
+        }
+    }
+    let answers = futures_util::future::join_all(sends).await;
+    for (_, room) in &rooms {
+        let mut by_client: std::collections::BTreeMap<String, Vec<&serde_json::Value>> =
+            Default::default();
+        for answer in answers.iter().filter(|m| m["room_id"] == room.as_str()) {
+            by_client
+                .entry(answer["client_msg_id"].as_str().unwrap().to_string())
+                .or_default()
+                .push(answer);
+        }
+        assert_eq!(by_client.len(), 8);
+        let mut seqs = Vec::new();
+        for (client, tries) in &by_client {
+            assert_eq!(tries.len(), 2);
+            assert_eq!(
+                tries[0]["id"], tries[1]["id"],
+                "both tries of {client} get one message"
+            );
+            assert_eq!(tries[0]["seq"], tries[1]["seq"]);
+            seqs.push(tries[0]["seq"].as_i64().unwrap());
+        }
+        seqs.sort();
+        assert_eq!(
+            seqs,
+            (1..=8).collect::<Vec<_>>(),
+            "no gap, no duplicate in {room}"
+        );
+        assert_eq!(
+            chat.n(&format!(
+                "SELECT count(*) FROM messages WHERE room_id = '{room}'"
+            )),
+            8
+        );
+        assert_eq!(
+            chat.n(&format!("SELECT last_seq FROM rooms WHERE id = '{room}'")),
+            8
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_message_for_a_room_another_transaction_holds_waits_for_it_and_holds_up_no_other() {
+    use diesel::connection::SimpleConnection;
+    let chat = start().await;
+    let (held_visitor, other_visitor) = (chat.visitor(), chat.visitor());
+    let held = id_of(&chat.open_room(&held_visitor).await);
+    let other = id_of(&chat.open_room(&other_visitor).await);
+    let mut locker = chat.db.connect().unwrap();
+    locker
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM rooms WHERE id = '{held}' FOR UPDATE"
+        ))
+        .unwrap();
+    let waiting = {
+        let client = chat.client.clone();
+        let url = chat.url(&format!("/rooms/{held}/messages"));
+        let token = held_visitor.token.clone();
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({"body": "held"}))
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let message = chat.post(&other_visitor, &other, "free").await;
+    assert_eq!(
+        message["seq"], 1,
+        "the other room's message went through meanwhile"
+    );
+    assert!(
+        !waiting.is_finished(),
+        "the held room's message waits for the lock"
+    );
+    locker.batch_execute("COMMIT").unwrap();
+    let response = waiting.await.unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let stored: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(stored["seq"], 1);
+    assert_eq!(stored["body"], "held");
+}
