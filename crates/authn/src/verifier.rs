@@ -90,6 +90,18 @@ impl Verifier {
     /// Checks signature and claims. `jku`, `x5u` and an embedded `jwk` are
     /// never consulted: keys come only from the configured provider.
     pub async fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        self.check(token, true).await
+    }
+
+    /// [`verify`](Self::verify) for a token presented once and held on to
+    /// (a WebSocket's auth frame): it is not remembered, since it would
+    /// not be asked again, and ten thousand connections would fill the
+    /// cache with their tokens.
+    pub async fn verify_once(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        self.check(token, false).await
+    }
+
+    async fn check(&self, token: &str, remember: bool) -> Result<AccessClaims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         if header.alg != Algorithm::EdDSA {
             return Err(TokenError::WrongAlgorithm);
@@ -107,7 +119,9 @@ impl Verifier {
         if data.claims.sub.is_empty() {
             return Err(TokenError::Invalid("empty sub".into()));
         }
-        self.remember(token, &data.claims);
+        if remember {
+            self.remember(token, &data.claims);
+        }
         Ok(data.claims)
     }
 }

@@ -7,7 +7,7 @@
 use crate::config::WsLimits;
 use crate::conversation::{self, Party};
 use crate::live::frames::{close, codes, ClientFrame, ServerFrame};
-use crate::live::hub::{ConnId, ConnSignals, Delivery, Outbound};
+use crate::live::hub::{ConnId, ConnSignals, Delivery, Kicked, Outbound};
 use crate::model::Message;
 use crate::model::{Body, ClientMsgId, RoomStatus};
 use crate::presence;
@@ -24,7 +24,6 @@ use platform::Problem;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 use uuid::Uuid;
 
@@ -56,7 +55,7 @@ pub async fn websocket(
         .max_frame_size(limits.max_frame_bytes)
         .aggregate_continuations()
         .max_continuation_size(limits.max_frame_bytes);
-    let connection = Connection::new(state.get_ref().clone(), verifier.get_ref().clone(), session);
+    let connection = Connection::new(state, verifier, session);
     let guard = lifecycle.long_lived();
     actix_web::rt::spawn(connection.run(stream, guard));
     Ok(response)
@@ -70,6 +69,14 @@ struct Authed {
     signals: Arc<ConnSignals>,
     /// The row in `connections` (agents).
     record: Option<Uuid>,
+}
+
+/// What the connection's one timer is set for.
+#[derive(Debug, Clone, Copy)]
+enum Timer {
+    Ping,
+    AuthTimeout,
+    Expired,
 }
 
 /// How the connection ends.
@@ -128,36 +135,25 @@ impl Bucket {
 }
 
 struct Connection {
-    state: AppState,
-    verifier: Verifier,
+    state: web::Data<AppState>,
+    verifier: web::Data<Verifier>,
     session: Session,
-    limits: WsLimits,
     authed: Option<Authed>,
     /// Rooms followed, and the last seq delivered in each.
     following: HashMap<Uuid, i64>,
-    queue: mpsc::Receiver<Outbound>,
-    queue_sender: Option<mpsc::Sender<Outbound>>,
     bucket: Bucket,
     last_heard: Instant,
 }
 
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86_400 * 365)
-}
-
 impl Connection {
-    fn new(state: AppState, verifier: Verifier, session: Session) -> Self {
+    fn new(state: web::Data<AppState>, verifier: web::Data<Verifier>, session: Session) -> Self {
         let limits = state.limits;
-        let (sender, queue) = mpsc::channel(limits.send_queue);
         Self {
             state,
             verifier,
             session,
-            limits,
             authed: None,
             following: HashMap::new(),
-            queue,
-            queue_sender: Some(sender),
             bucket: Bucket::new(&limits),
             last_heard: Instant::now(),
         }
@@ -165,20 +161,22 @@ impl Connection {
 
     async fn run(mut self, mut stream: AggregatedMessageStream, mut guard: LongLived) {
         self.state.metrics.connections.inc();
-        let auth_deadline = Instant::now() + self.limits.auth_timeout;
-        let mut next_ping = Instant::now() + self.limits.ping_every;
+        let auth_deadline = Instant::now() + self.state.limits.auth_timeout;
+        let mut next_ping = Instant::now() + self.state.limits.ping_every;
         let outcome: Closing = loop {
             let signals = self.authed.as_ref().map(|a| a.signals.clone());
-            let expires_at = self
-                .authed
-                .as_ref()
-                .map_or_else(far_future, |a| a.expires_at);
+            // One timer at a time: the task of an idle connection keeps
+            // only what it waits on.
+            let (deadline, timer) = match &self.authed {
+                None if auth_deadline < next_ping => (auth_deadline, Timer::AuthTimeout),
+                Some(authed) if authed.expires_at < next_ping => {
+                    (authed.expires_at, Timer::Expired)
+                }
+                _ => (next_ping, Timer::Ping),
+            };
             let flow = tokio::select! {
                 biased;
                 _ = guard.going_away() => Err(Closing(close::GOING_AWAY, "the server is restarting")),
-                _ = async { match &signals { Some(s) => s.kicked().await, None => std::future::pending().await } } => {
-                    Err(Closing(close::SLOW_READER, "send queue full: reading too slowly"))
-                }
                 frame = stream.next() => match frame {
                     None => break Closing(0, ""),
                     Some(Ok(frame)) => {
@@ -192,35 +190,48 @@ impl Connection {
                     }
                     Some(Err(_)) => Err(Closing(close::POLICY, "protocol error")),
                 },
-                next = self.queue.recv(), if self.authed.is_some() => match next {
-                    Some(Outbound::Frame(delivery)) => Box::pin(self.forward(&delivery)).await,
-                    Some(Outbound::Resync) => Box::pin(self.resync()).await,
-                    None => Err(Closing(close::GOING_AWAY, "")),
+                next = async { match &signals { Some(s) => s.next().await, None => std::future::pending().await } } => match next {
+                    Ok(Outbound::Frame(delivery)) => Box::pin(self.forward(&delivery)).await,
+                    Ok(Outbound::Resync) => Box::pin(self.resync()).await,
+                    Err(Kicked) => Err(Closing(close::SLOW_READER, "send queue full: reading too slowly")),
                 },
-                _ = sleep_until(next_ping) => {
-                    next_ping = Instant::now() + self.limits.ping_every;
-                    if self.last_heard.elapsed() >= self.limits.idle_timeout {
-                        Err(Closing(close::IDLE, "idle timeout"))
-                    } else if self.session.ping(b"").await.is_err() {
-                        break Closing(0, "");
-                    } else {
-                        Ok(())
-                    }
-                }
-                _ = sleep_until(auth_deadline), if self.authed.is_none() => {
-                    let _ = self.error(codes::UNAUTHORIZED, "send an auth frame first").await;
-                    Err(Closing(close::UNAUTHORIZED, "authentication timed out"))
-                }
-                _ = sleep_until(expires_at), if self.authed.is_some() => {
-                    let _ = self.error(codes::UNAUTHORIZED, "the access token expired; reconnect with a fresh one").await;
-                    Err(Closing(close::UNAUTHORIZED, "token expired"))
-                }
+                _ = sleep_until(deadline) => Box::pin(self.on_timer(timer, &mut next_ping)).await,
             };
             if let Err(closing) = flow {
                 break closing;
             }
         };
-        self.finish(outcome).await;
+        Box::pin(self.finish(outcome)).await;
+    }
+
+    async fn on_timer(&mut self, timer: Timer, next_ping: &mut Instant) -> Flow {
+        match timer {
+            Timer::Ping => {
+                *next_ping = Instant::now() + self.state.limits.ping_every;
+                if self.last_heard.elapsed() >= self.state.limits.idle_timeout {
+                    Err(Closing(close::IDLE, "idle timeout"))
+                } else if self.session.ping(b"").await.is_err() {
+                    Err(Closing(0, ""))
+                } else {
+                    Ok(())
+                }
+            }
+            Timer::AuthTimeout => {
+                let _ = self
+                    .error(codes::UNAUTHORIZED, "send an auth frame first")
+                    .await;
+                Err(Closing(close::UNAUTHORIZED, "authentication timed out"))
+            }
+            Timer::Expired => {
+                let _ = self
+                    .error(
+                        codes::UNAUTHORIZED,
+                        "the access token expired; reconnect with a fresh one",
+                    )
+                    .await;
+                Err(Closing(close::UNAUTHORIZED, "token expired"))
+            }
+        }
     }
 
     async fn finish(mut self, Closing(code, reason): Closing) {
@@ -317,7 +328,7 @@ impl Connection {
     async fn on_text(&mut self, text: &str) -> Flow {
         if !self.bucket.take() {
             self.count("rate_limited");
-            if self.bucket.refused_in_a_row > self.limits.burst {
+            if self.bucket.refused_in_a_row > self.state.limits.burst {
                 return Err(Closing(close::POLICY, "too many frames"));
             }
             if self.bucket.should_warn() {
@@ -372,7 +383,7 @@ impl Connection {
     }
 
     async fn authenticate(&mut self, token: &str) -> Flow {
-        let claims = match self.verifier.verify(token).await {
+        let claims = match self.verifier.verify_once(token).await {
             Ok(claims) => claims,
             Err(err) => {
                 let message = format!("invalid access token: {err}");
@@ -415,16 +426,14 @@ impl Connection {
             return Ok(());
         }
         let record = party.is_agent().then(Uuid::now_v7);
-        let Some(sender) = self.queue_sender.take() else {
-            return Err(Closing(1011, "internal error"));
-        };
         // Registered before presence says "online", so that the rooms this
         // agent is given on coming online reach this connection too.
-        let (id, signals) = self
-            .state
-            .live
-            .hub
-            .register(user_id, party.is_agent(), record, sender);
+        let (id, signals) = self.state.live.hub.register(
+            user_id,
+            party.is_agent(),
+            record,
+            self.state.limits.send_queue,
+        );
         self.authed = Some(Authed {
             party,
             expires_at,
@@ -457,7 +466,7 @@ impl Connection {
             return self.unauthenticated().await;
         };
         if !self.following.contains_key(&room_id)
-            && self.following.len() >= self.limits.max_subscriptions
+            && self.following.len() >= self.state.limits.max_subscriptions
         {
             return self
                 .error(

@@ -5,10 +5,10 @@
 
 use crate::metrics::ChatMetrics;
 use bytestring::ByteString;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
-use tokio::sync::{mpsc, Notify};
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 pub type ConnId = u64;
@@ -30,22 +30,87 @@ pub enum Outbound {
     Resync,
 }
 
-/// What a connection task and the hub share.
-#[derive(Debug, Default)]
+/// What a connection task and the hub share: the connection's bounded
+/// send queue and its signals. The queue takes memory only while frames
+/// wait in it, so an idle connection costs little.
+#[derive(Debug)]
 pub struct ConnSignals {
+    queue: Mutex<VecDeque<Outbound>>,
+    capacity: usize,
+    /// Woken by a frame queued and by a kick alike: the connection task
+    /// waits on one thing.
+    wake: Notify,
     kicked: AtomicBool,
-    kick: Notify,
     replaying: AtomicBool,
     lagged: AtomicBool,
 }
 
+/// The queue was full.
+struct Full;
+
+/// The hub found the connection's queue full: it reads too slowly.
+#[derive(Debug)]
+pub struct Kicked;
+
 impl ConnSignals {
+    fn new(capacity: usize) -> Self {
+        Self {
+            queue: Mutex::new(VecDeque::new()),
+            capacity: capacity.max(1),
+            wake: Notify::new(),
+            kicked: AtomicBool::new(false),
+            replaying: AtomicBool::new(false),
+            lagged: AtomicBool::new(false),
+        }
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<Outbound>> {
+        // A panic while holding the lock cannot leave the queue half-changed.
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn push(&self, item: Outbound) -> Result<(), Full> {
+        {
+            let mut queue = self.queue();
+            if queue.len() >= self.capacity {
+                return Err(Full);
+            }
+            queue.push_back(item);
+        }
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// The next frame queued for the connection, once there is one, or
+    /// the kick. Cancel-safe: a frame is taken only when this returns it.
+    pub async fn next(&self) -> Result<Outbound, Kicked> {
+        loop {
+            if self.is_kicked() {
+                return Err(Kicked);
+            }
+            {
+                let mut queue = self.queue();
+                if let Some(item) = queue.pop_front() {
+                    if queue.is_empty() && queue.capacity() > SPARE_QUEUE {
+                        // After a burst, an idle connection gives back its room.
+                        queue.shrink_to(SPARE_QUEUE);
+                    }
+                    return Ok(item);
+                }
+            }
+            // A push or kick after the checks above leaves a permit: no
+            // wakeup is lost.
+            self.wake.notified().await;
+        }
+    }
+
     /// Resolves once the hub found the connection's queue full.
     pub async fn kicked(&self) {
-        if self.kicked.load(Ordering::Acquire) {
-            return;
+        while !self.is_kicked() {
+            self.wake.notified().await;
         }
-        self.kick.notified().await;
     }
 
     pub fn is_kicked(&self) -> bool {
@@ -54,7 +119,7 @@ impl ConnSignals {
 
     fn kick(&self) {
         self.kicked.store(true, Ordering::Release);
-        self.kick.notify_one();
+        self.wake.notify_one();
     }
 
     /// While set, an overflow drops frames instead of disconnecting.
@@ -68,11 +133,13 @@ impl ConnSignals {
     }
 }
 
+/// Queue slots an emptied queue keeps.
+const SPARE_QUEUE: usize = 8;
+
 struct Conn {
     user_id: Uuid,
     /// The connection's row in `connections` (agents only).
     record: Option<Uuid>,
-    queue: mpsc::Sender<Outbound>,
     signals: Arc<ConnSignals>,
 }
 
@@ -144,17 +211,16 @@ impl Hub {
         user_id: Uuid,
         agent: bool,
         record: Option<Uuid>,
-        queue: mpsc::Sender<Outbound>,
+        queue_capacity: usize,
     ) -> (ConnId, Arc<ConnSignals>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let signals = Arc::new(ConnSignals::default());
+        let signals = Arc::new(ConnSignals::new(queue_capacity));
         let mut inner = self.write();
         inner.conns.insert(
             id,
             Conn {
                 user_id,
                 record,
-                queue,
                 signals: signals.clone(),
             },
         );
@@ -280,14 +346,14 @@ impl Hub {
         let inner = self.read();
         for conn in inner.conns.values() {
             // A full queue will see newer frames, and their gaps, anyway.
-            let _ = conn.queue.try_send(Outbound::Resync);
+            let _ = conn.signals.push(Outbound::Resync);
         }
     }
 
     fn offer(&self, conn: &Conn, item: Outbound) {
-        match conn.queue.try_send(item) {
+        match conn.signals.push(item) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(Full) => {
                 if conn.signals.replaying.load(Ordering::Acquire) {
                     conn.signals.lagged.store(true, Ordering::Release);
                 } else if !conn.signals.is_kicked() {
@@ -295,7 +361,6 @@ impl Hub {
                     conn.signals.kick();
                 }
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
     }
 }
