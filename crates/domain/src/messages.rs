@@ -213,6 +213,69 @@ impl Contract for EmailJob {
     const ROUTE: Route = Route::Job { queue: "email" };
 }
 
+/// What a provisioning job asks of the worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProvisioningAction {
+    Launch,
+    Terminate,
+}
+
+/// A job for the worker's `provisioning` queue, written by the scheduler's
+/// reconciler. `request_id` makes it idempotent: the worker does each
+/// request once. A launch names the instance the new host agent is to
+/// fulfil (`instance_id`, `capacity`); a terminate, the instance to stop.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvisioningJob {
+    pub request_id: Uuid,
+    pub action: ProvisioningAction,
+    pub region: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<i32>,
+}
+
+impl Contract for ProvisioningJob {
+    const TYPE: &'static str = "provisioning";
+    const VERSION: u32 = 1;
+    const ROUTE: Route = Route::Job {
+        queue: "provisioning",
+    };
+}
+
+/// The worker could not launch an instance (after its retries).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceLaunchFailed {
+    pub request_id: Uuid,
+    pub instance_id: Uuid,
+    pub region: String,
+    pub error: String,
+}
+
+impl Contract for InstanceLaunchFailed {
+    const TYPE: &'static str = "instance.launch_failed";
+    const VERSION: u32 = 1;
+    const ROUTE: Route = Route::Event;
+}
+
+/// An instance's process is gone: terminated as asked, or it exited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceTerminated {
+    pub instance_id: Uuid,
+    /// The terminate job that stopped it; none when it exited by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<Uuid>,
+    pub region: String,
+    pub reason: String,
+}
+
+impl Contract for InstanceTerminated {
+    const TYPE: &'static str = "instance.terminated";
+    const VERSION: u32 = 1;
+    const ROUTE: Route = Route::Event;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

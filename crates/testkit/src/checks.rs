@@ -81,6 +81,16 @@ fn env_example_settings(example: &str) -> Vec<(String, bool)> {
 
 /// The service's first migration carries the bus tables exactly.
 pub fn migration_includes_bus_tables(manifest_dir: &str) {
+    first_migration_includes(manifest_dir, bus::outbox::MIGRATION_SQL, "crates/bus/sql");
+}
+
+/// The service's first migration creates `signing_keys` exactly as the
+/// signing crate's SQL does.
+pub fn migration_includes_signing_keys(manifest_dir: &str) {
+    first_migration_includes(manifest_dir, signing::MIGRATION_SQL, "crates/signing/sql");
+}
+
+fn first_migration_includes(manifest_dir: &str, sql: &str, source: &str) {
     let dir = Path::new(manifest_dir).join("migrations");
     let first = std::fs::read_dir(&dir)
         .ok()
@@ -90,8 +100,8 @@ pub fn migration_includes_bus_tables(manifest_dir: &str) {
         .and_then(|p| std::fs::read_to_string(p).ok())
         .unwrap_or_default();
     assert!(
-        up.contains(bus::outbox::MIGRATION_SQL.trim()),
-        "the bus tables in {} drifted from crates/bus/sql",
+        up.contains(sql.trim()),
+        "the tables in {} drifted from {source}",
         dir.display()
     );
 }

@@ -159,7 +159,7 @@ pub async fn create_admin(
 fn rotate_keys(config: &Config) -> anyhow::Result<()> {
     let pool = startup::migrate(config, platform::db::COMMAND_POOL_SIZE)?;
     let mut conn = pool.get()?;
-    let keys = crate::store::keys::rotate(&mut conn)?;
+    let keys = signing::store::rotate(&mut conn, crate::domain::keys::KEYS_LOCK)?;
     let kids: Vec<&str> = keys.iter().map(|k| k.kid.as_str()).collect();
     println!(
         "signing key rotated; current kid {}, published kids {}",

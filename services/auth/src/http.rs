@@ -46,7 +46,8 @@ pub fn tokens(
     refresh: &Secret,
 ) -> Result<HttpResponse> {
     let ttl = state.config.access_token_ttl_secs;
-    let access_token = state.keyring()?.issue(
+    let access_token = crate::domain::keys::issue_access_token(
+        &state.keyring()?,
         &state.config.jwt_issuer,
         user.user_id(),
         session.session_id(),

@@ -67,7 +67,7 @@ impl Application {
             let pool = pool.clone();
             tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
                 let mut conn = pool.get()?;
-                crate::store::keys::ensure_one(&mut conn)
+                signing::store::ensure_one(&mut conn, crate::domain::keys::KEYS_LOCK)
             })
             .await??
         };
@@ -155,7 +155,7 @@ impl Application {
 /// tick of the reload loop.
 async fn reload_keys(state: AppState, verification: StaticKeys) {
     let pool = state.pool.clone();
-    let loaded = db::read(&pool, crate::store::keys::load).await;
+    let loaded = db::read(&pool, signing::store::load).await;
     match loaded {
         Ok(stored) if !stored.is_empty() => match Keyring::from_stored(&stored) {
             Ok(keyring) => {

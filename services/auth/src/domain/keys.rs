@@ -1,106 +1,34 @@
-//! Ed25519 signing keys and access-token issuance. The newest key signs;
-//! the previous one is still published, so a rotation logs nobody out.
+//! Access-token issuance, signed by the service's keyring (crate
+//! `signing`: Ed25519 keys in auth's database; the newest signs, the
+//! previous one is still published, so a rotation logs nobody out).
 
-use authn::{Jwk, JwkSet};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use domain::claims::{AccessClaims, ACCESS_TOKEN_TYPE, AUDIENCE};
 use domain::{Role, SessionId, UserId};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use ring::signature::{Ed25519KeyPair, KeyPair};
-use sha2::{Digest, Sha256};
+pub use signing::Keyring;
 
-/// How many keys are kept (and published): the current and the previous.
-pub const KEPT_KEYS: usize = 2;
+/// Transaction advisory-lock key under which auth creates and rotates keys.
+pub const KEYS_LOCK: i64 = 7_270_001;
 
-/// A key as stored: PKCS#8 private key and raw public key.
-#[derive(Clone)]
-pub struct StoredKey {
-    pub kid: String,
-    pub private_key: Vec<u8>,
-    pub public_key: Vec<u8>,
-}
-
-impl std::fmt::Debug for StoredKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoredKey")
-            .field("kid", &self.kid)
-            .finish_non_exhaustive()
-    }
-}
-
-impl StoredKey {
-    pub fn generate() -> anyhow::Result<Self> {
-        let rng = ring::rand::SystemRandom::new();
-        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
-            .map_err(|_| anyhow::anyhow!("key generation failed"))?;
-        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
-            .map_err(|_| anyhow::anyhow!("generated key is unusable"))?;
-        let public_key = pair.public_key().as_ref().to_vec();
-        // kid: a thumbprint of the public key, stable and unguessable.
-        let kid = URL_SAFE_NO_PAD.encode(&Sha256::digest(&public_key)[..16]);
-        Ok(Self {
-            kid,
-            private_key: pkcs8.as_ref().to_vec(),
-            public_key,
-        })
-    }
-}
-
-/// The signing key and the published set, built from stored keys (newest first).
-#[derive(Clone)]
-pub struct Keyring {
-    kid: String,
-    encoding: EncodingKey,
-    jwks: JwkSet,
-}
-
-impl Keyring {
-    pub fn from_stored(keys: &[StoredKey]) -> anyhow::Result<Self> {
-        let current = keys
-            .first()
-            .ok_or_else(|| anyhow::anyhow!("no signing key"))?;
-        Ok(Self {
-            kid: current.kid.clone(),
-            encoding: EncodingKey::from_ed_der(&current.private_key),
-            jwks: JwkSet {
-                keys: keys
-                    .iter()
-                    .take(KEPT_KEYS)
-                    .map(|k| Jwk::ed25519(&k.kid, &k.public_key))
-                    .collect(),
-            },
-        })
-    }
-
-    pub fn jwks(&self) -> &JwkSet {
-        &self.jwks
-    }
-
-    pub fn issue(
-        &self,
-        issuer: &str,
-        user_id: UserId,
-        session_id: SessionId,
-        roles: &[Role],
-        ttl_secs: u64,
-    ) -> anyhow::Result<String> {
-        let now = chrono::Utc::now().timestamp();
-        let claims = AccessClaims {
-            iss: issuer.to_string(),
-            aud: AUDIENCE.to_string(),
-            sub: user_id.to_string(),
-            roles: roles.to_vec(),
-            sid: session_id.to_string(),
-            iat: now,
-            nbf: now,
-            exp: now + ttl_secs as i64,
-            jti: uuid::Uuid::new_v4().to_string(),
-        };
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.typ = Some(ACCESS_TOKEN_TYPE.to_string());
-        header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, &claims, &self.encoding)
-            .map_err(|err| anyhow::anyhow!("signing failed: {err}"))
-    }
+/// An access token for `user_id` in `session_id`, valid `ttl_secs`.
+pub fn issue_access_token(
+    keyring: &Keyring,
+    issuer: &str,
+    user_id: UserId,
+    session_id: SessionId,
+    roles: &[Role],
+    ttl_secs: u64,
+) -> anyhow::Result<String> {
+    let now = chrono::Utc::now().timestamp();
+    let claims = AccessClaims {
+        iss: issuer.to_string(),
+        aud: AUDIENCE.to_string(),
+        sub: user_id.to_string(),
+        roles: roles.to_vec(),
+        sid: session_id.to_string(),
+        iat: now,
+        nbf: now,
+        exp: now + ttl_secs as i64,
+        jti: uuid::Uuid::new_v4().to_string(),
+    };
+    keyring.sign(ACCESS_TOKEN_TYPE, &claims)
 }

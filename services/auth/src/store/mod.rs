@@ -2,7 +2,6 @@
 //! compose them in one transaction.
 
 pub mod email_tokens;
-pub mod keys;
 pub mod sessions;
 pub mod throttle;
 pub mod users;

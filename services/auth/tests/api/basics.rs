@@ -182,6 +182,11 @@ fn bus_tables_match_the_bus_crate() {
     testkit::checks::migration_includes_bus_tables(env!("CARGO_MANIFEST_DIR"));
 }
 
+#[test]
+fn signing_keys_match_the_signing_crate() {
+    testkit::checks::migration_includes_signing_keys(env!("CARGO_MANIFEST_DIR"));
+}
+
 /// SIGTERM under load: every request that a kept-alive connection carries
 /// to the server gets its answer (during the drain with `Connection:
 /// close`, so the client moves off), readiness says draining, and the
