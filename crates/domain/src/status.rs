@@ -38,6 +38,66 @@ macro_rules! text_state {
     };
 }
 
+/// Defines a state enum stored as text: `as_str`, `Display`, `FromStr`
+/// (an unknown text is an [`UnknownValue`] naming what was expected), the
+/// same text in serde and in the OpenAPI schema, and the diesel mapping of
+/// [`text_state!`]. The crate using it depends on serde, diesel and
+/// utoipa.
+///
+/// `text_enum!(RoomStatus, "room status", [Waiting => "waiting", Closed => "closed"]);`
+#[macro_export]
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident, $what:literal, [$($variant:ident => $text:literal),+ $(,)?]) => {
+        $(#[$meta])*
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash,
+            ::serde::Serialize, ::serde::Deserialize,
+            ::diesel::AsExpression, ::diesel::FromSqlRow, ::utoipa::ToSchema,
+        )]
+        #[diesel(sql_type = ::diesel::sql_types::Text)]
+        pub enum $name {
+            $(#[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(&self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::status::UnknownValue;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                $name::ALL
+                    .iter()
+                    .copied()
+                    .find(|value| value.as_str() == s)
+                    .ok_or_else(|| $crate::status::UnknownValue(format!(
+                        "unknown {} `{s}`; expected {}", $what,
+                        $name::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", ")
+                    )))
+            }
+        }
+
+        $crate::text_state!($name);
+    };
+}
+
+/// A text that names none of a [`text_enum!`]'s values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UnknownValue(pub String);
+
 /// Whether an account may sign in. Accounts decides it; auth keeps a copy.
 #[derive(
     Debug,

@@ -2,61 +2,10 @@
 //! clients send, parsed once at the boundary.
 
 use chrono::{DateTime, Utc};
+use domain::text_enum;
 use domain::Role;
 use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::str::FromStr;
 use uuid::Uuid;
-
-macro_rules! text_enum {
-    ($name:ident, $what:literal, [$($variant:ident => $text:literal),+ $(,)?]) => {
-        #[derive(
-            Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize,
-            diesel::AsExpression, diesel::FromSqlRow, utoipa::ToSchema,
-        )]
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        #[serde(rename_all = "lowercase")]
-        pub enum $name {
-            $($variant),+
-        }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            pub fn as_str(&self) -> &'static str {
-                match self {
-                    $($name::$variant => $text),+
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = UnknownValue;
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                $name::ALL
-                    .iter()
-                    .copied()
-                    .find(|value| value.as_str() == s)
-                    .ok_or_else(|| UnknownValue(format!(
-                        "unknown {} `{s}`; expected {}", $what,
-                        $name::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", ")
-                    )))
-            }
-        }
-
-        domain::text_state!($name);
-    };
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct UnknownValue(pub String);
 
 text_enum!(RoomStatus, "room status", [Waiting => "waiting", Active => "active", Closed => "closed"]);
 text_enum!(Priority, "priority", [Low => "low", Normal => "normal", High => "high", Urgent => "urgent"]);
