@@ -1,4 +1,5 @@
-//! Ed25519 keys that sign a service's JWTs, kept in the service's own
+//! Opaque bearer secrets ([`Secret`]), and Ed25519 keys that sign a
+//! service's JWTs, kept in the service's own
 //! database so that every replica signs with the same key, and published
 //! as a JWKS for those who verify (`authn`). The newest key signs; the
 //! previous one is still published, so a rotation invalidates no token.
@@ -9,9 +10,11 @@
 //! [`store::rotate`].
 
 pub mod keys;
+pub mod secret;
 pub mod store;
 
 pub use keys::{Keyring, StoredKey, KEPT_KEYS};
+pub use secret::Secret;
 
 /// The `signing_keys` table, as every signing service's first migration
 /// must create it.
