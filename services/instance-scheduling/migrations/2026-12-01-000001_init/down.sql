@@ -1,0 +1,10 @@
+DROP FUNCTION sched_end_session;
+DROP FUNCTION sched_allocate;
+DROP TABLE scaling;
+DROP TABLE allocation_decisions;
+DROP TABLE sessions;
+DROP TABLE provisioning_requests;
+DROP TABLE instances;
+DROP TABLE signing_keys;
+DROP TABLE processed_messages;
+DROP TABLE outbox;

@@ -1,0 +1,5 @@
+//! The scheduler's tables, one module each; allocation and the end of a
+//! session are functions of the schema (`sched_allocate`,
+//! `sched_end_session`), one statement each.
+pub mod instances;
+pub mod sessions;

@@ -1,0 +1,11 @@
+//! Integration tests of the scheduler against real PostgreSQL and
+//! RabbitMQ, one or two replicas per test; testkit signs the users'
+//! tokens, and the tests speak for host agents over HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+mod agents;
+mod basics;
+mod race;
+mod sessions;
