@@ -8,6 +8,7 @@
 pub mod allocation;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod metrics;
 pub mod model;
 pub mod reconciler;
@@ -30,8 +31,10 @@ pub const LEADER_LOCK: i64 = 7_270_401;
 pub const KEYS_LOCK: i64 = 7_270_402;
 pub const SERVICE: &str = "instance-scheduling";
 
-/// What the scheduler declares on the broker: the provisioning jobs it
-/// sends.
-pub fn topology() -> bus::Topology {
-    bus::Topology::new().sends_jobs::<domain::messages::ProvisioningJob>()
+/// What the scheduler declares on the broker: its queue of instance
+/// events and the provisioning jobs it sends.
+pub fn topology(retry_delays: Vec<std::time::Duration>) -> bus::Topology {
+    bus::Topology::new()
+        .consumer(&events::InstanceEvents::spec(retry_delays))
+        .sends_jobs::<domain::messages::ProvisioningJob>()
 }

@@ -26,15 +26,18 @@ async fn main() -> ExitCode {
             }
             Err(err) => Err(err),
         },
-        "migrate" => {
-            let broker = startup::broker(&config);
-            bus::migrate_and_declare(
-                move || startup::migrate(&config, platform::db::COMMAND_POOL_SIZE).map(|_| ()),
-                instance_scheduling::topology(),
-                broker,
-            )
-            .await
-        }
+        "migrate" => match config.retry_delays() {
+            Ok(delays) => {
+                let broker = startup::broker(&config);
+                bus::migrate_and_declare(
+                    move || startup::migrate(&config, platform::db::COMMAND_POOL_SIZE).map(|_| ()),
+                    instance_scheduling::topology(delays),
+                    broker,
+                )
+                .await
+            }
+            Err(err) => Err(err.into()),
+        },
         "rotate-keys" => startup::rotate_keys(config).await,
         other => Err(anyhow::anyhow!("unknown command `{other}`\n{USAGE}")),
     };

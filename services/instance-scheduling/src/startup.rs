@@ -2,6 +2,7 @@
 //! tests alike.
 
 use crate::config::Config;
+use crate::events::InstanceEvents;
 use crate::metrics::SchedulingMetrics;
 use crate::reconciler;
 use crate::routes;
@@ -114,9 +115,14 @@ impl Application {
             Arc::new(JwksClient::new(&config.auth_jwks_url)),
         );
         let broker = broker(&config);
-        let relay = OutboxRelay::new(pool.clone(), broker.clone(), crate::topology());
+        let relay = OutboxRelay::new(
+            pool.clone(),
+            broker.clone(),
+            crate::topology(config.retry_delays()?),
+        );
         let metrics = Metrics::new(crate::SERVICE)?;
         let scheduling_metrics = SchedulingMetrics::register(metrics.registry())?;
+        let consumer_metrics = bus::consumer::ConsumerMetrics::register(metrics.registry())?;
         let registration_hash =
             Secret::from_client(config.registration_secret.expose_secret()).hash();
         let state = AppState {
@@ -144,6 +150,12 @@ impl Application {
 
         let shutdown = running.shutdown();
         running.spawn(relay.run(shutdown.clone()));
+        running.spawn(bus::consumer::run(
+            broker,
+            InstanceEvents::spec(config.retry_delays()?).metrics(consumer_metrics),
+            Arc::new(InstanceEvents::handler(pool)),
+            shutdown.clone(),
+        ));
         {
             let state = state.clone();
             running.spawn(Periodic::every("signing key reload", KEY_RELOAD).run(

@@ -13,8 +13,8 @@ pub const SECRET: &str = "registration-secret-for-tests";
 /// Scheduler replicas on one test database and one set of AMQP names.
 pub struct Scheduler {
     pub db: TestDatabase,
-    /// Held for its drop, which deletes the test's AMQP names.
-    _bus: TestBus,
+
+    pub bus: TestBus,
     pub issuer: TestIssuer,
     pub client: reqwest::Client,
     pub replicas: Vec<Replica>,
@@ -58,7 +58,9 @@ pub async fn start() -> Scheduler {
 pub async fn start_with(replicas: usize, adjust: impl Fn(&mut Config)) -> Scheduler {
     platform::telemetry::init_for_tests("instance-scheduling");
     let bus = TestBus::new();
-    bus.track_topology(&instance_scheduling::topology());
+    bus.track_topology(&instance_scheduling::topology(vec![Duration::from_millis(
+        50,
+    )]));
     let issuer = TestIssuer::start("http://localhost/api/auth")
         .await
         .unwrap();
@@ -73,10 +75,11 @@ pub async fn start_with(replicas: usize, adjust: impl Fn(&mut Config)) -> Schedu
     config.auth_jwks_url = issuer.jwks_url().to_string();
     config.jwt_issuer = issuer.issuer().to_string();
     config.reconcile_interval_secs = 1;
+    config.common.retry_delays_ms = "50".into();
     adjust(&mut config);
     let mut scheduler = Scheduler {
         db,
-        _bus: bus,
+        bus,
         issuer,
         client: reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(2))

@@ -7,5 +7,6 @@ mod helpers;
 
 mod agents;
 mod basics;
+mod fleet;
 mod race;
 mod sessions;
