@@ -20,6 +20,11 @@
 //! | `PUBLIC_BASE_URL` | `http://localhost` | base of the links in emails |
 //! | `EMAIL_PREFETCH` | `16` | unacknowledged email jobs held at once |
 //! | `EMAIL_CONCURRENCY` | `8` | email jobs handled at once |
+//! | `PROVISIONING_PROVIDER` | `process` | where instances run: `process` (host agents as processes of this machine); `docker` is not built yet |
+//! | `REGISTRATION_SECRET` | unset | given to launched host agents; without it this worker does not consume `provisioning` (the jobs wait for one that does) |
+//! | `SCHEDULER_URL` | `http://127.0.0.1:8004` | given to launched host agents |
+//! | `HOST_AGENT_BIN` | `host-agent` beside the worker's own binary | the host agent to launch |
+//! | `HOST_AGENT_PORTS` | `9100-9199` | ports given to launched agents, one each |
 //! | `LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT` | | see `platform::telemetry` |
 
 use platform::config::{require_range, require_scheme};
@@ -78,6 +83,25 @@ pub struct Config {
     pub email_prefetch: u16,
     #[serde(default = "defaults::concurrency")]
     pub email_concurrency: usize,
+    #[serde(default = "defaults::provider")]
+    pub provisioning_provider: String,
+    #[serde(default)]
+    pub registration_secret: Option<SecretString>,
+    #[serde(default = "defaults::scheduler_url")]
+    pub scheduler_url: String,
+    #[serde(default)]
+    pub host_agent_bin: Option<String>,
+    #[serde(default = "defaults::ports")]
+    pub host_agent_ports: String,
+}
+
+/// How the worker provisions instances, parsed once.
+#[derive(Debug, Clone)]
+pub struct Provisioning {
+    pub binary: std::path::PathBuf,
+    pub ports: std::ops::RangeInclusive<u16>,
+    pub scheduler_url: String,
+    pub registration_secret: SecretString,
 }
 
 mod defaults {
@@ -115,6 +139,26 @@ mod defaults {
     pub fn concurrency() -> usize {
         8
     }
+    pub fn provider() -> String {
+        "process".into()
+    }
+    pub fn scheduler_url() -> String {
+        "http://127.0.0.1:8004".into()
+    }
+    pub fn ports() -> String {
+        "9100-9199".into()
+    }
+}
+
+fn parse_ports(raw: &str) -> Result<std::ops::RangeInclusive<u16>, ConfigError> {
+    let refused = || ConfigError::new("HOST_AGENT_PORTS", "a port range such as 9100-9199");
+    let (low, high) = raw.split_once('-').ok_or_else(refused)?;
+    let low: u16 = low.trim().parse().map_err(|_| refused())?;
+    let high: u16 = high.trim().parse().map_err(|_| refused())?;
+    if low == 0 || low > high {
+        return Err(refused());
+    }
+    Ok(low..=high)
 }
 
 impl Config {
@@ -137,7 +181,48 @@ impl Config {
         require_range("EMAIL_PREFETCH", self.email_prefetch, 1, 1000)?;
         require_range("EMAIL_CONCURRENCY", self.email_concurrency, 1, 1000)?;
         self.sender()?;
+        self.provisioning()?;
         Ok(())
+    }
+
+    /// How instances are provisioned; `None` when this worker does not
+    /// consume `provisioning` (no `REGISTRATION_SECRET`).
+    pub fn provisioning(&self) -> Result<Option<Provisioning>, ConfigError> {
+        match self.provisioning_provider.as_str() {
+            "process" => {}
+            "docker" => {
+                return Err(ConfigError::new(
+                    "PROVISIONING_PROVIDER",
+                    "process (the docker provider is not built yet)",
+                ))
+            }
+            _ => return Err(ConfigError::new("PROVISIONING_PROVIDER", "process or docker")),
+        }
+        require_scheme("SCHEDULER_URL", &self.scheduler_url, &["http", "https"])?;
+        let ports = parse_ports(&self.host_agent_ports)?;
+        let Some(secret) = self.registration_secret.clone() else {
+            return Ok(None);
+        };
+        if secret.expose_secret().chars().count() < 16 {
+            return Err(ConfigError::new(
+                "REGISTRATION_SECRET",
+                "a secret of at least 16 characters (the scheduler's)",
+            ));
+        }
+        let binary = match &self.host_agent_bin {
+            Some(path) if !path.trim().is_empty() => std::path::PathBuf::from(path),
+            _ => std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.parent().map(|dir| dir.join("host-agent")))
+                .filter(|candidate| candidate.exists())
+                .unwrap_or_else(|| std::path::PathBuf::from("host-agent")),
+        };
+        Ok(Some(Provisioning {
+            binary,
+            ports,
+            scheduler_url: self.scheduler_url.clone(),
+            registration_secret: secret,
+        }))
     }
 
     pub fn sender(&self) -> Result<lettre::message::Mailbox, ConfigError> {

@@ -1,8 +1,9 @@
-//! The worker: consumes job queues. Today `email`; each further queue
-//! (`provisioning`) is one more handler registered in `startup.rs`.
+//! The worker: consumes the job queues `email` and `provisioning`, one
+//! handler each, registered in `startup.rs`.
 
 pub mod config;
 pub mod email;
+pub mod provisioning;
 pub mod schema;
 pub mod startup;
 pub mod store;

@@ -1,6 +1,21 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    launched_agents (instance_id) {
+        instance_id -> Uuid,
+        launch_request_id -> Uuid,
+        region -> Text,
+        host -> Text,
+        port -> Int4,
+        pid -> Nullable<Int4>,
+        state -> Text,
+        detail -> Nullable<Text>,
+        launched_at -> Timestamptz,
+        ended_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     outbox (id) {
         id -> Uuid,
         seq -> Int8,
@@ -26,6 +41,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    provisioning_done (request_id) {
+        request_id -> Uuid,
+        action -> Text,
+        instance_id -> Uuid,
+        outcome -> Text,
+        done_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     sent_emails (idempotency_key) {
         idempotency_key -> Text,
         message_id -> Text,
@@ -38,4 +63,10 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(outbox, processed_messages, sent_emails,);
+diesel::allow_tables_to_appear_in_same_query!(
+    launched_agents,
+    outbox,
+    processed_messages,
+    provisioning_done,
+    sent_emails,
+);

@@ -4,7 +4,10 @@ use crate::config::{Config, EmailTransport};
 use crate::email::handler::{EmailHandler, EmailMetrics};
 use crate::email::transport::Transport;
 use bus::consumer::ConsumerMetrics;
-use bus::Broker;
+use crate::provisioning::process::{ProcessProvider, ProcessSettings};
+use crate::provisioning::{ProvisioningHandler, ProvisioningMetrics};
+use bus::{Broker, OutboxRelay};
+use platform::periodic::Periodic;
 use platform::db::advisory::{self, LockSession};
 use platform::db::{self, PgPool};
 use platform::http::health::ApiDocs;
@@ -19,7 +22,7 @@ use tokio::task::JoinHandle;
 /// serves only health, readiness and metrics).
 pub const DOCS: ApiDocs = ApiDocs {
     title: "worker",
-    description: "Consumes the email queue; serves health, readiness and metrics.",
+    description: "Consumes the email and provisioning queues; serves health, readiness and metrics.",
 };
 
 /// The worker's routes live under this prefix.
@@ -48,11 +51,23 @@ pub fn broker(config: &Config) -> Broker {
 
 /// What the worker declares on the broker: the job queues it consumes.
 pub fn topology(config: &Config) -> Result<bus::Topology, platform::ConfigError> {
-    Ok(bus::Topology::new().consumer(&EmailHandler::spec(
-        config.retry_delays()?,
-        config.email_prefetch,
-        config.email_concurrency,
-    )))
+    Ok(bus::Topology::new()
+        .consumer(&EmailHandler::spec(
+            config.retry_delays()?,
+            config.email_prefetch,
+            config.email_concurrency,
+        ))
+        .consumer(&ProvisioningHandler::spec(config.retry_delays()?)))
+}
+
+/// How often agents whose process is gone unnoticed are looked for.
+const AGENT_SWEEP: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 fn transport(config: &Config) -> anyhow::Result<Transport> {
@@ -120,9 +135,30 @@ impl Application {
             owner: liveness.key(),
             sending: Default::default(),
         };
+        let relay = OutboxRelay::new(pool.clone(), broker.clone(), topology(&config)?);
+        let provisioning = match config.provisioning()? {
+            Some(settings) => Some(Arc::new(ProcessProvider::new(
+                pool.clone(),
+                ProcessSettings {
+                    binary: settings.binary,
+                    ports: settings.ports,
+                    scheduler_url: settings.scheduler_url,
+                    registration_secret: settings.registration_secret,
+                    host: host_name(),
+                },
+                relay.handle(),
+            ))),
+            None => {
+                tracing::warn!(
+                    "REGISTRATION_SECRET is unset: this worker does not consume `provisioning`"
+                );
+                None
+            }
+        };
+        let provisioning_metrics = ProvisioningMetrics::register(metrics.registry())?;
         let spec = HttpSpec {
             prefix: PREFIX,
-            readiness: bus::readiness(pool, broker.status.clone()),
+            readiness: bus::readiness(pool.clone(), broker.status.clone()),
             docs: DOCS,
             metrics,
             shutdown_grace: config.common.shutdown_grace(),
@@ -131,7 +167,28 @@ impl Application {
         let mut running = server::serve(listener, spec, |_| {})?;
 
         let shutdown = running.shutdown();
-        // One line per queue this worker consumes.
+        let relay_handle = relay.handle();
+        running.spawn(relay.run(shutdown.clone()));
+        // One consumer per queue this worker consumes.
+        if let Some(provider) = provisioning {
+            running.spawn(bus::consumer::run(
+                broker.clone(),
+                ProvisioningHandler::spec(config.retry_delays()?).metrics(consumer_metrics.clone()),
+                Arc::new(ProvisioningHandler {
+                    pool: pool.clone(),
+                    provider: provider.clone(),
+                    relay: relay_handle,
+                    metrics: provisioning_metrics,
+                }),
+                shutdown.clone(),
+            ));
+            running.spawn(
+                Periodic::every("agent sweep", AGENT_SWEEP).run(shutdown.clone(), move || {
+                    let provider = provider.clone();
+                    async move { provider.sweep().await }
+                }),
+            );
+        }
         let consumer = tokio::spawn(bus::consumer::run(
             broker,
             EmailHandler::spec(

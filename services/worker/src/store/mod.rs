@@ -1,1 +1,2 @@
 pub mod sent_emails;
+pub mod launched;

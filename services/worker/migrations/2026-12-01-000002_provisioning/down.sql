@@ -1,0 +1,2 @@
+DROP TABLE provisioning_done;
+DROP TABLE launched_agents;
