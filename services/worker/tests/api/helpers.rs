@@ -55,11 +55,13 @@ pub fn config(db: &TestDatabase, bus: &TestBus, sink: Option<&SmtpSink>) -> Conf
 }
 
 pub fn track(bus: &TestBus) {
+    let delays = vec![Duration::from_millis(100), Duration::from_millis(200)];
     bus.track_consumer(&worker::email::handler::EmailHandler::spec(
-        vec![Duration::from_millis(100), Duration::from_millis(200)],
+        delays.clone(),
         16,
         8,
     ));
+    bus.track_consumer(&worker::provisioning::ProvisioningHandler::spec(delays));
 }
 
 pub async fn start(config: Config, db: TestDatabase, bus: TestBus) -> Worker {

@@ -1,5 +1,5 @@
 //! Integration tests of the worker: real RabbitMQ, real PostgreSQL, a real
-//! SMTP server from testkit.
+//! SMTP server from testkit, real host-agent processes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod helpers;
@@ -7,3 +7,4 @@ mod helpers;
 mod basics;
 mod delivery;
 mod operations;
+mod provisioning;
