@@ -21,6 +21,8 @@ pub struct Platform {
     servers: Vec<actix_web::dev::ServerHandle>,
     /// Chat's database, once `start_chat` ran.
     pub chat_db: Option<TestDatabase>,
+    /// The scheduler's database, once `start_fleet` ran.
+    pub scheduling_db: Option<TestDatabase>,
 }
 
 impl Drop for Platform {
@@ -120,6 +122,7 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut accounts::config::Config)) -> P
         _auth_db: auth_db,
         servers,
         chat_db: None,
+        scheduling_db: None,
     };
     for url in [platform.auth("/readyz"), platform.accounts("/readyz")] {
         testkit::wait_until_ready(&platform.client, &url).await;
@@ -291,6 +294,91 @@ impl Platform {
         url
     }
 
+    /// Starts the scheduler (on auth's keys) and a worker that launches real
+    /// host-agent processes for it, on this platform's AMQP names; the
+    /// scheduler's base URL, and the worker's database.
+    pub async fn start_fleet(
+        &mut self,
+        adjust: impl FnOnce(&mut instance_scheduling::config::Config),
+    ) -> (String, TestDatabase) {
+        const SECRET: &str = "registration-secret-for-e2e";
+        let db = database(
+            "scheduling",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../services/instance-scheduling/migrations"
+            ),
+            |conn| {
+                platform::db::migrate(
+                    conn,
+                    instance_scheduling::MIGRATIONS,
+                    instance_scheduling::MIGRATION_LOCK,
+                )
+                .map(|_| ())
+            },
+        );
+        let delays = vec![Duration::from_millis(50)];
+        self._bus
+            .track_topology(&instance_scheduling::topology(delays.clone()));
+        self._bus
+            .track_consumer(&worker::provisioning::ProvisioningHandler::spec(
+                delays.clone(),
+            ));
+        self._bus
+            .track_consumer(&worker::email::handler::EmailHandler::spec(delays, 16, 8));
+        let mut config = instance_scheduling::config::Config::with_secret(SECRET).unwrap();
+        config.common.host = "127.0.0.1".into();
+        config.port = 0;
+        config.database_url = SecretString::from(db.url().to_string());
+        config.common.database_pool_size = 4;
+        config.common.amqp_prefix = self._bus.prefix().to_string();
+        config.common.retry_delays_ms = "50".into();
+        config.auth_jwks_url = self.auth("/.well-known/jwks.json");
+        config.jwt_issuer = self.auth_config.jwt_issuer.clone();
+        adjust(&mut config);
+        let app = instance_scheduling::startup::Application::build(config)
+            .await
+            .unwrap();
+        let url = format!("http://127.0.0.1:{}", app.port());
+        self.servers.push(app.server_handle());
+        tokio::spawn(app.run_until_stopped());
+        testkit::wait_until_ready(&self.client, &format!("{url}/api/scheduling/readyz")).await;
+
+        let worker_db = database(
+            "worker",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../services/worker/migrations"
+            ),
+            |conn| {
+                platform::db::migrate(conn, worker::MIGRATIONS, worker::MIGRATION_LOCK).map(|_| ())
+            },
+        );
+        let mut worker_config = worker::config::Config::defaults().unwrap();
+        worker_config.common.host = "127.0.0.1".into();
+        worker_config.port = 0;
+        worker_config.database_url = SecretString::from(worker_db.url().to_string());
+        worker_config.common.database_pool_size = 4;
+        worker_config.common.amqp_prefix = self._bus.prefix().to_string();
+        worker_config.common.retry_delays_ms = "100".into();
+        worker_config.email_outbox_dir = std::env::temp_dir()
+            .join(format!("e2e-mail-{}", uuid::Uuid::new_v4().simple()))
+            .display()
+            .to_string();
+        worker_config.registration_secret = Some(SECRET.to_string().into());
+        worker_config.scheduler_url = url.clone();
+        worker_config.host_agent_bin = Some(host_agent_binary());
+        let base = 31_000 + (uuid::Uuid::new_v4().as_u128() % 1_500) as u16 * 10;
+        worker_config.host_agent_ports = format!("{base}-{}", base + 9);
+        let worker_app = worker::startup::Application::build(worker_config)
+            .await
+            .unwrap();
+        self.servers.push(worker_app.server_handle());
+        tokio::spawn(worker_app.run_until_stopped());
+        self.scheduling_db = Some(db);
+        (url, worker_db)
+    }
+
     /// Takes a job from the `email` queue of this platform's AMQP names.
     pub async fn take_email(&self) -> Option<Value> {
         self._bus
@@ -298,6 +386,22 @@ impl Platform {
             .await
             .map(|job| job.json())
     }
+}
+
+/// The host-agent binary the workspace built.
+pub fn host_agent_binary() -> String {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target"))
+        });
+    let binary = target.join("debug").join("host-agent");
+    assert!(
+        binary.exists(),
+        "{} is missing: build the workspace",
+        binary.display()
+    );
+    binary.display().to_string()
 }
 
 /// A worker writing emails as files to a folder of its own, on `bus`.

@@ -1,0 +1,176 @@
+//! The fleet for real: the scheduler keeps a buffer of free slots, the
+//! worker launches host-agent processes for it, a client allocates with
+//! auth's token and connects to the agent with its connection token, and
+//! a killed agent's sessions end while a replacement is launched.
+
+use crate::helpers::*;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+fn fast(config: &mut instance_scheduling::config::Config) {
+    config.scaling_regions =
+        r#"{"local":{"buffer":3,"min_instances":1,"max_instances":3,"capacity":2}}"#.into();
+    config.heartbeat_interval_secs = 1;
+    config.heartbeat_stale_secs = 3;
+    config.heartbeat_lost_secs = 6;
+    config.reconcile_interval_secs = 1;
+    config.scale_down_cooldown_secs = 3600;
+}
+
+async fn active_instances(platform: &Platform, url: &str, admin: &Person) -> Vec<Value> {
+    let response = platform
+        .client
+        .get(format!("{url}/api/scheduling/instances?status=active"))
+        .bearer_auth(&admin.token)
+        .send()
+        .await
+        .unwrap();
+    let page: Value = response.json().await.unwrap();
+    page["items"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn launched_agents_serve_clients_and_a_killed_one_is_replaced() {
+    let mut platform = spawn().await;
+    let (url, worker_db) = platform.start_fleet(fast).await;
+    let worker_db = Reaper(worker_db);
+    let admin = platform.admin().await;
+    let user = platform.user().await;
+
+    // A buffer of 3 with capacity 2: two agents are launched and register.
+    let fleet = testkit::eventually(Duration::from_secs(30), || async {
+        let active = active_instances(&platform, &url, &admin).await;
+        (active.len() == 2).then_some(active)
+    })
+    .await
+    .expect("the worker launched two agents that registered");
+    for instance in &fleet {
+        assert_eq!(instance["provider"], "process");
+        assert_eq!(instance["capacity"], 2);
+    }
+
+    let response = platform
+        .client
+        .post(format!("{url}/api/scheduling/sessions"))
+        .bearer_auth(&user.token)
+        .json(&json!({"region": "local"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let allocated: Value = response.json().await.unwrap();
+    let address = allocated["instance"]["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let token = allocated["connection_token"].as_str().unwrap().to_string();
+    let session = allocated["session_id"].as_str().unwrap().to_string();
+
+    // Request B, on the agent itself.
+    let connect = |token: String| {
+        let client = platform.client.clone();
+        let address = address.clone();
+        async move {
+            client
+                .post(format!("http://{address}/connect"))
+                .json(&json!({"connection_token": token}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let admitted = connect(token.clone()).await;
+    assert_eq!(admitted.status(), StatusCode::OK);
+    let admitted: Value = admitted.json().await.unwrap();
+    assert_eq!(admitted["session_id"], session);
+    let again = connect(token).await;
+    assert_eq!(again.status(), StatusCode::CONFLICT, "a token works once");
+    let shown = session_status(&platform, &url, &user, &session).await;
+    assert_eq!(shown["status"], "connected");
+
+    // 3 free still covers the buffer: no third agent.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(active_instances(&platform, &url, &admin).await.len(), 2);
+
+    // kill -9 the agent holding the session: its session ends, and with
+    // 2 free < 3 a replacement is launched.
+    let pid = worker_db.0.count(&format!(
+        "SELECT pid::bigint AS n FROM launched_agents WHERE instance_id = '{}'",
+        allocated["instance"]["id"].as_str().unwrap()
+    ));
+    assert!(pid > 0);
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    let ended = testkit::eventually(Duration::from_secs(30), || async {
+        let shown = session_status(&platform, &url, &user, &session).await;
+        (shown["status"] == "ended").then_some(())
+    })
+    .await;
+    assert!(ended.is_some(), "the dead agent's session ended");
+    let replaced = testkit::eventually(Duration::from_secs(30), || async {
+        let active = active_instances(&platform, &url, &admin).await;
+        (active.len() == 2
+            && active
+                .iter()
+                .all(|instance| instance["id"] != allocated["instance"]["id"]))
+        .then_some(())
+    })
+    .await;
+    assert!(
+        replaced.is_some(),
+        "a replacement was launched and registered"
+    );
+}
+
+fn agent_pids(db: &testkit::TestDatabase) -> Vec<i64> {
+    (0..10)
+        .filter_map(|offset| {
+            let pid = db.count(&format!(
+                "SELECT COALESCE((SELECT pid::bigint FROM launched_agents WHERE state = 'running' ORDER BY launched_at OFFSET {offset} LIMIT 1), 0) AS n"
+            ));
+            (pid > 0).then_some(pid)
+        })
+        .collect()
+}
+
+/// Stops the agents the worker launched when the test ends, passed or not:
+/// they are processes of their own and would outlive it.
+struct Reaper(testkit::TestDatabase);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let pids = agent_pids(&self.0);
+        let signal = |signal: &str, pid: i64| {
+            std::process::Command::new("kill")
+                .args([signal, &pid.to_string()])
+                .status()
+                .is_ok_and(|status| status.success())
+        };
+        for pid in &pids {
+            signal("-TERM", *pid);
+        }
+        // Gone before the test ends, or the test runner sees them linger.
+        for _ in 0..100 {
+            if !pids.iter().any(|pid| signal("-0", *pid)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+async fn session_status(platform: &Platform, url: &str, user: &Person, session: &str) -> Value {
+    platform
+        .client
+        .get(format!("{url}/api/scheduling/sessions/{session}"))
+        .bearer_auth(&user.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
