@@ -8,5 +8,6 @@ mod helpers;
 mod agents;
 mod basics;
 mod fleet;
+mod interleavings;
 mod race;
 mod sessions;
