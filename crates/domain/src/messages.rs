@@ -244,7 +244,10 @@ impl Contract for ProvisioningJob {
     };
 }
 
-/// The worker could not launch an instance (after its retries).
+/// The worker could not launch an instance: its provider refused for a
+/// reason no retry mends (no binary, no free port). A launch failing for
+/// passing reasons is retried, and ends in `provisioning.dead`; the
+/// scheduler gives it up after `LAUNCH_TIMEOUT_SECS`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceLaunchFailed {
     pub request_id: Uuid,

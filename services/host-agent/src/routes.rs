@@ -57,7 +57,6 @@ pub struct ConnectAnswer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     NotRegistered,
-    Draining,
     Terminating,
     Token(TokenRefusal),
     AlreadyUsed,
@@ -71,7 +70,6 @@ impl Refusal {
     pub fn outcome(&self) -> &'static str {
         match self {
             Refusal::NotRegistered => "not_registered",
-            Refusal::Draining => "draining",
             Refusal::Terminating => "terminating",
             Refusal::Token(_) => "invalid_token",
             Refusal::AlreadyUsed => "already_used",
@@ -87,10 +85,6 @@ impl Refusal {
             Refusal::NotRegistered => unavailable(
                 "not_registered",
                 "the instance is not registered with the scheduler yet",
-            ),
-            Refusal::Draining => unavailable(
-                "draining",
-                "the instance is draining and takes no new clients",
             ),
             Refusal::Terminating => unavailable("terminating", "the instance is shutting down"),
             Refusal::Token(refusal) => invalid_connection_token(refusal.to_string()),
@@ -144,7 +138,10 @@ fn open(state: &AgentState) -> Result<(), Refusal> {
     match state.serving() {
         Serving::Open => Ok(()),
         Serving::Registering => Err(Refusal::NotRegistered),
-        Serving::Draining => Err(Refusal::Draining),
+        // The scheduler gives a draining instance no new sessions; a token
+        // presented now is for one allocated before the drain, and the
+        // scheduler still decides whether it may connect.
+        Serving::Draining => Ok(()),
         Serving::Terminating => Err(Refusal::Terminating),
     }
 }
@@ -215,7 +212,7 @@ async fn admit(state: &AgentState, token: &str) -> Result<Uuid, Refusal> {
         (status = 200, description = "Connected: the session is this client's", body = ConnectAnswer),
         (status = 401, description = "The token is invalid, for another instance, expired, or its reservation is over (`reservation_over`)", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "The session connected already (`already_used`), or the instance no longer takes clients", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 503, description = "Not registered yet, draining, shutting down, or the scheduler is unreachable; `Retry-After` says when to try again", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "Not registered yet, shutting down, or the scheduler is unreachable; `Retry-After` says when to try again", body = ProblemBody, content_type = "application/problem+json"),
         BodyProblems,
     )
 )]
@@ -321,7 +318,6 @@ mod tests {
     fn every_503_says_when_to_try_again() {
         for refusal in [
             Refusal::NotRegistered,
-            Refusal::Draining,
             Refusal::Terminating,
             Refusal::SchedulerUnavailable,
         ] {

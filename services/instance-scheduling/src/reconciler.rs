@@ -13,7 +13,9 @@
 //!    fewer than `min_instances`), never past `max_instances`; drains one
 //!    idle instance when the free slots would still cover the buffer
 //!    without it and more than `min_instances` remain, at most once per
-//!    `SCALE_DOWN_COOLDOWN_SECS`, and never one with a session;
+//!    `SCALE_DOWN_COOLDOWN_SECS`, and never one with a session; clients
+//!    turned away for want of a slot since the last round ask for one
+//!    launch more (within `max_instances`) when none is pending;
 //! 6. publishes each region's free slots.
 //!
 //! Every provisioning job goes through the outbox in the transaction of
@@ -61,6 +63,12 @@ pub fn plan(scaling: &RegionScaling, state: RegionState) -> (i64, bool) {
         pending += 1;
         count += 1;
     }
+    // Clients were turned away since the last round and nothing is on its
+    // way: one more, even if the buffer looked covered.
+    if launches == 0 && pending == 0 && state.refused > 0 && count < max {
+        launches = 1;
+        pending = 1;
+    }
     // Hysteresis: a scale-down leaves the buffer covered, so the next
     // round does not launch again what this one drained.
     free -= capacity;
@@ -71,7 +79,8 @@ pub fn plan(scaling: &RegionScaling, state: RegionState) -> (i64, bool) {
 fn scale(conn: &mut PgConnection, policy: &Policy, round: &mut Round) -> diesel::QueryResult<()> {
     let stale = secs(policy.heartbeat_stale);
     for (region, scaling) in &policy.scaling {
-        let state = fleet::region_state(conn, region, stale)?;
+        let since = secs(policy.reconcile_interval);
+        let state = fleet::region_state(conn, region, stale, since)?;
         let (launches, may_drop_one) = plan(scaling, state);
         let capacity = i32::try_from(scaling.capacity).unwrap_or(i32::MAX);
         for _ in 0..launches {
@@ -164,6 +173,7 @@ mod tests {
             free,
             pending,
             active,
+            refused: 0,
         }
     }
 
@@ -187,6 +197,38 @@ mod tests {
             plan(&scaling(0, 2, 4, 4), state(0, 0, 0)),
             (2, false),
             "the minimum"
+        );
+    }
+
+    #[test]
+    fn clients_turned_away_ask_for_one_more_unless_one_is_coming() {
+        let s = scaling(0, 0, 3, 4);
+        let turned_away = RegionState {
+            refused: 5,
+            ..state(0, 0, 1)
+        };
+        assert_eq!(plan(&s, turned_away), (1, false));
+        assert_eq!(
+            plan(
+                &s,
+                RegionState {
+                    refused: 5,
+                    ..state(0, 1, 1)
+                }
+            ),
+            (0, false),
+            "one is coming"
+        );
+        assert_eq!(
+            plan(
+                &s,
+                RegionState {
+                    refused: 5,
+                    ..state(0, 0, 3)
+                }
+            ),
+            (0, false),
+            "at the maximum"
         );
     }
 

@@ -11,9 +11,11 @@
 //! loadgen outbox  --db URL --events N --writers W
 //! loadgen smtp    --port P --emails N --prefix AMQP_PREFIX
 //! loadgen chat-idle|chat-messages|chat-resume|chat-assign (see chat.rs)
+//! loadgen scheduling-allocate|scheduling-heartbeats (see scheduling.rs)
 
 mod chat;
 mod pipeline;
+mod scheduling;
 
 use anyhow::{bail, Context};
 use argon2::password_hash::{
@@ -103,7 +105,9 @@ async fn main() -> anyhow::Result<()> {
         "chat-messages" => chat::messages(&args).await,
         "chat-resume" => chat::resume(&args).await,
         "chat-assign" => chat::assign(&args).await,
-        _ => bail!("usage: loadgen argon2|login|sessions|refresh|me|search|outbox|smtp|forget|chat-idle|chat-messages|chat-resume|chat-assign [--flag value ...]"),
+        "scheduling-allocate" => scheduling::allocate(&args).await,
+        "scheduling-heartbeats" => scheduling::heartbeat_load(&args).await,
+        _ => bail!("usage: loadgen argon2|login|sessions|refresh|me|search|outbox|smtp|forget|chat-idle|chat-messages|chat-resume|chat-assign|scheduling-allocate|scheduling-heartbeats [--flag value ...]"),
     }
 }
 

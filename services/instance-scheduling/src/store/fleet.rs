@@ -225,6 +225,9 @@ pub struct RegionState {
     pub pending: i64,
     /// Active instances (fresh or not).
     pub active: i64,
+    /// Allocations asking for this region first that found no slot since
+    /// the last round: demand the buffer did not cover.
+    pub refused: i64,
 }
 
 #[derive(QueryableByName)]
@@ -235,28 +238,36 @@ struct RegionRow {
     pending: i64,
     #[diesel(sql_type = BigInt)]
     active: i64,
+    #[diesel(sql_type = BigInt)]
+    refused: i64,
 }
 
 pub fn region_state(
     conn: &mut PgConnection,
     region: &Region,
     stale_secs: i32,
+    since_secs: i32,
 ) -> QueryResult<RegionState> {
     let row: RegionRow = diesel::sql_query(
         "SELECT coalesce(sum(capacity - active_sessions) FILTER (
                     WHERE status = 'active' AND last_heartbeat_at > now() - make_interval(secs => $2)
                 ), 0)::bigint AS free,
                 count(*) FILTER (WHERE status = 'provisioning') AS pending,
-                count(*) FILTER (WHERE status = 'active') AS active
+                count(*) FILTER (WHERE status = 'active') AS active,
+                (SELECT count(*) FROM allocation_decisions
+                 WHERE outcome = 'refused' AND reason IN ('no_capacity', 'region_full', 'stale')
+                   AND regions[1] = $1 AND decided_at > now() - make_interval(secs => $3)) AS refused
          FROM instances WHERE region = $1",
     )
     .bind::<Text, _>(region.as_str())
     .bind::<Integer, _>(stale_secs)
+    .bind::<Integer, _>(since_secs)
     .get_result(conn)?;
     Ok(RegionState {
         free: row.free,
         pending: row.pending,
         active: row.active,
+        refused: row.refused,
     })
 }
 

@@ -328,3 +328,30 @@ async fn a_launch_that_never_registers_is_given_up_and_the_worker_s_events_are_h
     .await;
     assert!(heeded.is_some(), "both are terminated");
 }
+
+#[tokio::test]
+async fn clients_turned_away_start_a_launch_even_with_no_buffer() {
+    let scheduler = start_with(1, |config| {
+        manual(config);
+        config.scaling_regions =
+            r#"{"local":{"buffer":0,"min_instances":0,"max_instances":2,"capacity":2}}"#.into();
+    })
+    .await;
+    assert_eq!(
+        round(&scheduler).launched,
+        0,
+        "nothing asked, nothing launched"
+    );
+    let (status, _) = scheduler
+        .allocate(&scheduler.user(), json!({"region": "local"}))
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(round(&scheduler).launched, 1, "the refusal asks for one");
+    assert_eq!(round(&scheduler).launched, 0, "one is on its way");
+    // A region that is not autoscaled never grows.
+    let (status, _) = scheduler
+        .allocate(&scheduler.user(), json!({"region": "eu"}))
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(round(&scheduler).launched, 0);
+}

@@ -87,6 +87,14 @@ impl ProcessProvider {
 
     fn command(&self, spec: &LaunchSpec, port: u16) -> Command {
         let mut command = Command::new(&self.settings.binary);
+        // Only what an agent needs: the worker's own settings (its
+        // database, broker and SMTP credentials) are not the agent's.
+        command.env_clear();
+        for inherited in ["PATH", "RUST_LOG", "LOG_FORMAT", "OTEL_EXPORTER_OTLP_ENDPOINT"] {
+            if let Some(value) = std::env::var_os(inherited) {
+                command.env(inherited, value);
+            }
+        }
         command
             .env("SCHEDULER_URL", &self.settings.scheduler_url)
             .env("REGISTRATION_SECRET", self.settings.registration_secret.expose_secret())
