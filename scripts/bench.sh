@@ -18,7 +18,7 @@ results="$out/results.jsonl"
 
 scripts/bootstrap.sh
 echo "building release binaries..."
-cargo build --release --quiet -p auth -p accounts -p chat -p worker -p loadgen
+cargo build --release --quiet -p auth -p accounts -p chat -p instance-scheduling -p worker -p loadgen
 loadgen=target/release/loadgen
 
 record() { tee -a "$results"; }
@@ -141,6 +141,35 @@ $loadgen chat-resume --bin target/release/chat --db "$PG" --messages 10000 | rec
 echo "== chat: 1,000 rooms opened at once against 50 online staff"
 $loadgen chat-assign --bin target/release/chat --db "$PG" --rooms 1000 --staff 50 | record
 
+# --- instance scheduling ---------------------------------------------------------
+# loadgen starts a release scheduler of its own (database bench_scheduling_*,
+# AMQP prefix bench-scheduling.<pid>.) and registers the hosts through the
+# API; every allocation is a new user's, with a token signed beforehand.
+echo "== scheduling: 100 clients over 50 hosts (which heartbeat meanwhile), as fast as they go, then paced at 1,000/s"
+$loadgen scheduling-allocate --bin target/release/instance-scheduling --db "$PG" \
+  --hosts 50 --clients 100 --seconds "$SECONDS_PER_RUN" --keep false | record
+$loadgen scheduling-allocate --bin target/release/instance-scheduling --db "$PG" \
+  --hosts 50 --clients 100 --seconds "$SECONDS_PER_RUN" --rate 1000 | record
+# The floor beside it: pgbench runs the same claim (the function
+# sched_allocate, as the service calls it: a new user, region local, pack)
+# on the 50 hosts the run left (sessions ended, heartbeats fresh), at the
+# service's pool size (16) and at the clients' concurrency (100).
+cat > "$out/sched_allocate.sql" <<'SQL'
+SELECT * FROM sched_allocate(gen_random_uuid(), ARRAY['local'], NULL, NULL, 1, 'pack', 15, 3600, gen_random_uuid(), gen_random_uuid(), gen_random_uuid());
+SQL
+for c in 16 100; do
+  echo "== floor: pgbench sched_allocate, -c $c"
+  psql -q "$PG/bench_scheduling_allocate" -c "UPDATE sessions SET status = 'ended', ended_at = now() WHERE status IN ('allocated', 'connected'); \
+    UPDATE instances SET active_sessions = 0, last_heartbeat_at = now() + interval '1 hour'" >/dev/null
+  sched_tps=$(pgbench -n -M prepared -c $c -j 2 -T "$SECONDS_PER_RUN" -f "$out/sched_allocate.sql" \
+    "$PG/bench_scheduling_allocate?sslmode=disable" 2>/dev/null | awk '/^tps/ {print $3; exit}')
+  echo "{\"bench\":\"scheduling_allocate_floor_c$c\",\"tps\":${sched_tps:-0}}" | record
+done
+drop_db bench_scheduling_allocate
+echo "== scheduling: 1,000 hosts heartbeating once a second, allocations at 200/s beside them"
+$loadgen scheduling-heartbeats --bin target/release/instance-scheduling --db "$PG" \
+  --hosts 1000 --clients 10 --seconds "$SECONDS_PER_RUN" | record
+
 # --- outbox to consumer --------------------------------------------------------
 echo "== 10,000 events: outbox -> relay -> RabbitMQ -> consumer"
 drop_db bench_outbox
@@ -214,7 +243,7 @@ wait $worker_pid 2>/dev/null || true
 drop_db worker_bench
 # What the services declared under this run's prefixes: queues by listing,
 # the exchanges by name.
-chat_prefixes=$(rabbitmqctl -q list_queues name 2>/dev/null | awk -F. '/^bench-chat\./ {print $1 "." $2 "."}' | sort -u || true)
+chat_prefixes=$(rabbitmqctl -q list_queues name 2>/dev/null | awk -F. '/^bench-(chat|scheduling)\./ {print $1 "." $2 "."}' | sort -u || true)
 for prefix in "bench.$$." "$WORKER_PREFIX" $chat_prefixes; do
   queues=$(rabbitmqctl -q list_queues name 2>/dev/null | awk -v p="$prefix" 'index($0, p) == 1' | paste -sd, - || true)
   $loadgen forget --prefix "$prefix" --queues "$queues" --exchanges chat.live || true
@@ -258,4 +287,10 @@ print(f"chat resume of {r['messages']} messages: median {r['median_ms']} ms, wor
 a = rows["chat_assign"]
 print(f"chat assignment: {a['rooms']} rooms, {a['staff']} staff: p99 open-to-assigned {a['open_to_assigned_p99_ms']} ms (target <= 50), over capacity {a['over_capacity']} (target 0), {a['assigned_at_once']} assigned at once")
 print(f"worker RSS: idle {rows['worker_idle_rss']['rss_mb']} MB (target <= 30), peak during the burst {rows['worker_burst_rss']['rss_mb']} MB")
+a, p = rows["scheduling_allocate"], rows["scheduling_allocate_paced_1000"]
+cap = rows["scheduling_capacity"]
+f16, f100 = rows["scheduling_allocate_floor_c16"]["tps"], rows["scheduling_allocate_floor_c100"]["tps"]
+print(f"scheduling: {a['rps']:.0f} allocations/s at 100 clients as fast as they go (p99 {a['p99_ms']} ms); paced at 1000/s: p99 {p['p99_ms']} ms (target >= 1000/s with p99 <= 25 ms), over capacity {cap['over_capacity']} (target 0); pgbench floor {f16:.0f} tps at -c 16, {f100:.0f} at -c 100")
+h, alone, beside = rows["scheduling_heartbeats"], rows["scheduling_allocate_alone"], rows["scheduling_allocate_beside_1000_hosts"]
+print(f"scheduling heartbeats: {h['rps']:.0f}/s from 1000 hosts, p99 {h['p99_ms']} ms (target <= 20); allocations at 200/s p99 {alone['p99_ms']} ms alone, {beside['p99_ms']} ms beside them")
 PY
