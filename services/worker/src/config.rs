@@ -196,7 +196,12 @@ impl Config {
                     "process (the docker provider is not built yet)",
                 ))
             }
-            _ => return Err(ConfigError::new("PROVISIONING_PROVIDER", "process or docker")),
+            _ => {
+                return Err(ConfigError::new(
+                    "PROVISIONING_PROVIDER",
+                    "process or docker",
+                ))
+            }
         }
         require_scheme("SCHEDULER_URL", &self.scheduler_url, &["http", "https"])?;
         let ports = parse_ports(&self.host_agent_ports)?;

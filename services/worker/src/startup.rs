@@ -3,16 +3,16 @@
 use crate::config::{Config, EmailTransport};
 use crate::email::handler::{EmailHandler, EmailMetrics};
 use crate::email::transport::Transport;
-use bus::consumer::ConsumerMetrics;
 use crate::provisioning::process::{ProcessProvider, ProcessSettings};
 use crate::provisioning::{ProvisioningHandler, ProvisioningMetrics};
+use bus::consumer::ConsumerMetrics;
 use bus::{Broker, OutboxRelay};
-use platform::periodic::Periodic;
 use platform::db::advisory::{self, LockSession};
 use platform::db::{self, PgPool};
 use platform::http::health::ApiDocs;
 use platform::http::metrics::Metrics;
 use platform::http::server::{self, HttpSpec, Running};
+use platform::periodic::Periodic;
 use secrecy::ExposeSecret;
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -22,7 +22,8 @@ use tokio::task::JoinHandle;
 /// serves only health, readiness and metrics).
 pub const DOCS: ApiDocs = ApiDocs {
     title: "worker",
-    description: "Consumes the email and provisioning queues; serves health, readiness and metrics.",
+    description:
+        "Consumes the email and provisioning queues; serves health, readiness and metrics.",
 };
 
 /// The worker's routes live under this prefix.
@@ -182,12 +183,13 @@ impl Application {
                 }),
                 shutdown.clone(),
             ));
-            running.spawn(
-                Periodic::every("agent sweep", AGENT_SWEEP).run(shutdown.clone(), move || {
+            running.spawn(Periodic::every("agent sweep", AGENT_SWEEP).run(
+                shutdown.clone(),
+                move || {
                     let provider = provider.clone();
                     async move { provider.sweep().await }
-                }),
-            );
+                },
+            ));
         }
         let consumer = tokio::spawn(bus::consumer::run(
             broker,

@@ -356,7 +356,9 @@ pub async fn heartbeat_load(args: &Args) -> anyhow::Result<()> {
         async {
             // The beats first reach every host within a second.
             tokio::time::sleep(Duration::from_secs(1)).await;
-            let result = scheduler.allocate_at(clients, seconds, tokens, Some(rate)).await;
+            let result = scheduler
+                .allocate_at(clients, seconds, tokens, Some(rate))
+                .await;
             stop.store(true, Ordering::Relaxed);
             result
         },

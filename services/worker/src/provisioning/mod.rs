@@ -78,7 +78,9 @@ impl ProvisioningHandler {
         let capacity = job
             .capacity
             .filter(|capacity| (1..=1000).contains(capacity))
-            .ok_or_else(|| HandlerError::Permanent("a launch needs a capacity of 1 to 1000".into()))?;
+            .ok_or_else(|| {
+                HandlerError::Permanent("a launch needs a capacity of 1 to 1000".into())
+            })?;
         let spec = LaunchSpec {
             request_id: job.request_id,
             instance_id,
@@ -89,7 +91,8 @@ impl ProvisioningHandler {
             Ok(()) => {
                 let request_id = job.request_id;
                 self.write(move |conn| {
-                    launched::record_done(conn, request_id, "launch", instance_id, "launched").map(|_| ())
+                    launched::record_done(conn, request_id, "launch", instance_id, "launched")
+                        .map(|_| ())
                 })
                 .await?;
                 self.metrics.count("launch", "launched");
@@ -121,7 +124,14 @@ impl ProvisioningHandler {
         let region = job.region;
         self.metrics.count("terminate", "done");
         self.write(move |conn| {
-            launched::gone(conn, instance_id, &region, Some(request_id), "terminated", &reason)
+            launched::gone(
+                conn,
+                instance_id,
+                &region,
+                Some(request_id),
+                "terminated",
+                &reason,
+            )
         })
         .await
     }
@@ -132,9 +142,9 @@ impl Handler for ProvisioningHandler {
         let envelope = message.envelope::<ProvisioningJob>()?;
         bus::consumer::require_version(envelope.version, ProvisioningJob::VERSION)?;
         let job = envelope.data;
-        let instance_id = job
-            .instance_id
-            .ok_or_else(|| HandlerError::Permanent("a provisioning job needs an instance_id".into()))?;
+        let instance_id = job.instance_id.ok_or_else(|| {
+            HandlerError::Permanent("a provisioning job needs an instance_id".into())
+        })?;
         if self.done(job.request_id).await? {
             self.metrics.count(action_name(job.action), "duplicate");
             return Ok(());

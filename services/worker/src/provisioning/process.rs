@@ -70,7 +70,8 @@ impl ProcessProvider {
             let spec_for_row = spec.clone();
             let host = self.settings.host.clone();
             let reserved = db::run(&self.pool, move |conn| {
-                launched::reserve(conn, &spec_for_row, &host, i32::from(port)).map_err(DbError::from)
+                launched::reserve(conn, &spec_for_row, &host, i32::from(port))
+                    .map_err(DbError::from)
             })
             .await
             .map_err(transient)?;
@@ -90,14 +91,22 @@ impl ProcessProvider {
         // Only what an agent needs: the worker's own settings (its
         // database, broker and SMTP credentials) are not the agent's.
         command.env_clear();
-        for inherited in ["PATH", "RUST_LOG", "LOG_FORMAT", "OTEL_EXPORTER_OTLP_ENDPOINT"] {
+        for inherited in [
+            "PATH",
+            "RUST_LOG",
+            "LOG_FORMAT",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ] {
             if let Some(value) = std::env::var_os(inherited) {
                 command.env(inherited, value);
             }
         }
         command
             .env("SCHEDULER_URL", &self.settings.scheduler_url)
-            .env("REGISTRATION_SECRET", self.settings.registration_secret.expose_secret())
+            .env(
+                "REGISTRATION_SECRET",
+                self.settings.registration_secret.expose_secret(),
+            )
             .env("INSTANCE_ID", spec.instance_id.to_string())
             .env("REGION", &spec.region)
             .env("CAPACITY", spec.capacity.to_string())
@@ -178,7 +187,8 @@ impl ProcessProvider {
         };
         // Ended first, so that its exit is not reported as one of its own.
         db::run(&self.pool, move |conn| {
-            launched::end(conn, instance, "terminated", "terminate requested").map_err(DbError::from)
+            launched::end(conn, instance, "terminated", "terminate requested")
+                .map_err(DbError::from)
         })
         .await
         .map_err(transient)?;
@@ -198,28 +208,49 @@ impl ProcessProvider {
     /// noticing (launched by a worker that has restarted since): reported.
     pub async fn sweep(&self) {
         let host = self.settings.host.clone();
-        let running = match db::read(&self.pool, move |conn| launched::running_on(conn, &host)).await {
-            Ok(running) => running,
-            Err(err) => {
-                tracing::warn!(error = %err, "could not list the agents launched here");
-                return;
-            }
-        };
+        let running =
+            match db::read(&self.pool, move |conn| launched::running_on(conn, &host)).await {
+                Ok(running) => running,
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not list the agents launched here");
+                    return;
+                }
+            };
         for agent in running {
             if agent.pid.is_some_and(|pid| !alive(pid)) {
-                report_exit(&self.pool, &self.relay, agent.instance_id, &agent.region, "exited").await;
+                report_exit(
+                    &self.pool,
+                    &self.relay,
+                    agent.instance_id,
+                    &agent.region,
+                    "exited",
+                )
+                .await;
             }
         }
     }
 }
 
 /// An agent exited by itself: reported once (`instance.terminated`).
-async fn report_exit(pool: &PgPool, relay: &RelayHandle, instance: Uuid, region: &str, reason: &str) {
+async fn report_exit(
+    pool: &PgPool,
+    relay: &RelayHandle,
+    instance: Uuid,
+    region: &str,
+    reason: &str,
+) {
     let region_for_row = region.to_string();
     let reason_for_row = reason.to_string();
     let reported = db::run(pool, move |conn| {
-        launched::gone(conn, instance, &region_for_row, None, "exited", &reason_for_row)
-            .map_err(DbError::from)
+        launched::gone(
+            conn,
+            instance,
+            &region_for_row,
+            None,
+            "exited",
+            &reason_for_row,
+        )
+        .map_err(DbError::from)
     })
     .await;
     match reported {

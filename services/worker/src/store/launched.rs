@@ -27,8 +27,10 @@ impl LaunchedAgent {
 }
 
 pub fn is_done(conn: &mut PgConnection, request_id: Uuid) -> QueryResult<bool> {
-    diesel::select(diesel::dsl::exists(provisioning_done::table.find(request_id)))
-        .get_result(conn)
+    diesel::select(diesel::dsl::exists(
+        provisioning_done::table.find(request_id),
+    ))
+    .get_result(conn)
 }
 
 pub fn find(conn: &mut PgConnection, instance_id: Uuid) -> QueryResult<Option<LaunchedAgent>> {
@@ -89,7 +91,12 @@ pub fn mark_running(conn: &mut PgConnection, instance_id: Uuid, pid: i32) -> Que
 
 /// Ends a live row with `state` (`failed`, `exited`, `terminated`);
 /// whether it was live.
-pub fn end(conn: &mut PgConnection, instance_id: Uuid, state: &str, detail: &str) -> QueryResult<bool> {
+pub fn end(
+    conn: &mut PgConnection,
+    instance_id: Uuid,
+    state: &str,
+    detail: &str,
+) -> QueryResult<bool> {
     diesel::update(launched_agents::table.find(instance_id))
         .filter(launched_agents::state.eq_any(["starting", "running"]))
         .set((

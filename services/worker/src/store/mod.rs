@@ -1,2 +1,2 @@
-pub mod sent_emails;
 pub mod launched;
+pub mod sent_emails;

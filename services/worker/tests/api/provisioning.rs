@@ -36,12 +36,7 @@ async fn provisioning_worker(binary: Option<PathBuf>) -> (Worker, u16) {
     let bus = TestBus::new();
     let mut config = config(&db, &bus, None);
     config.registration_secret = Some(SECRET.to_string().into());
-    config.host_agent_bin = Some(
-        binary
-            .unwrap_or_else(agent_binary)
-            .display()
-            .to_string(),
-    );
+    config.host_agent_bin = Some(binary.unwrap_or_else(agent_binary).display().to_string());
     let (base, range) = ports();
     config.host_agent_ports = range;
     // Nobody listens there: the agents keep trying to register, and run.
@@ -109,7 +104,11 @@ async fn running(worker: &Worker, instance: Uuid) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_is_launched_once_served_and_terminated_with_an_event() {
     let (worker, base) = provisioning_worker(None).await;
-    let mut terminated = worker.bus.probe("events", "instance.terminated").await.unwrap();
+    let mut terminated = worker
+        .bus
+        .probe("events", "instance.terminated")
+        .await
+        .unwrap();
     let (request, instance) = (Uuid::now_v7(), Uuid::now_v7());
     send(&worker, launch(request, instance)).await;
     let pid = running(&worker, instance).await;
@@ -130,12 +129,18 @@ async fn an_agent_is_launched_once_served_and_terminated_with_an_event() {
     // The same request again (a redelivery): nothing repeated.
     send(&worker, launch(request, instance)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(worker.db.count("SELECT count(*) AS n FROM launched_agents"), 1);
+    assert_eq!(
+        worker.db.count("SELECT count(*) AS n FROM launched_agents"),
+        1
+    );
     assert_eq!(pid_of(&worker, instance), pid);
 
     let stop = Uuid::now_v7();
     send(&worker, terminate(stop, instance)).await;
-    let event = terminated.next(Duration::from_secs(20)).await.expect("instance.terminated");
+    let event = terminated
+        .next(Duration::from_secs(20))
+        .await
+        .expect("instance.terminated");
     let event = event.json();
     assert_eq!(event["data"]["instance_id"], instance.to_string());
     assert_eq!(event["data"]["request_id"], stop.to_string());
@@ -148,14 +153,21 @@ async fn an_agent_is_launched_once_served_and_terminated_with_an_event() {
     );
     // Terminating again answers again, and signals nothing.
     send(&worker, terminate(Uuid::now_v7(), instance)).await;
-    let again = terminated.next(Duration::from_secs(10)).await.expect("answered");
+    let again = terminated
+        .next(Duration::from_secs(10))
+        .await
+        .expect("answered");
     assert_eq!(again.json()["data"]["instance_id"], instance.to_string());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_that_dies_is_reported_and_a_launch_that_cannot_start_fails() {
     let (worker, _) = provisioning_worker(None).await;
-    let mut terminated = worker.bus.probe("events", "instance.terminated").await.unwrap();
+    let mut terminated = worker
+        .bus
+        .probe("events", "instance.terminated")
+        .await
+        .unwrap();
     let instance = Uuid::now_v7();
     send(&worker, launch(Uuid::now_v7(), instance)).await;
     let pid = running(&worker, instance).await;
@@ -163,18 +175,31 @@ async fn an_agent_that_dies_is_reported_and_a_launch_that_cannot_start_fails() {
         .args(["-9", &pid.to_string()])
         .status()
         .unwrap();
-    let event = terminated.next(Duration::from_secs(20)).await.expect("reported");
+    let event = terminated
+        .next(Duration::from_secs(20))
+        .await
+        .expect("reported");
     let event = event.json();
     assert_eq!(event["data"]["instance_id"], instance.to_string());
     assert!(event["data"]["reason"].as_str().unwrap().contains("exited"));
     assert_eq!(event["data"].get("request_id"), None);
 
     let (broken, _) = provisioning_worker(Some(PathBuf::from("/nonexistent/host-agent"))).await;
-    let mut failed = broken.bus.probe("events", "instance.launch_failed").await.unwrap();
+    let mut failed = broken
+        .bus
+        .probe("events", "instance.launch_failed")
+        .await
+        .unwrap();
     let doomed = Uuid::now_v7();
     send(&broken, launch(Uuid::now_v7(), doomed)).await;
-    let event = failed.next(Duration::from_secs(20)).await.expect("instance.launch_failed");
+    let event = failed
+        .next(Duration::from_secs(20))
+        .await
+        .expect("instance.launch_failed");
     let event = event.json();
     assert_eq!(event["data"]["instance_id"], doomed.to_string());
-    assert!(event["data"]["error"].as_str().unwrap().contains("cannot start"));
+    assert!(event["data"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("cannot start"));
 }
