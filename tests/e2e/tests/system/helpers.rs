@@ -317,15 +317,23 @@ impl Platform {
                 .map(|_| ())
             },
         );
-        let delays = vec![Duration::from_millis(50)];
+        // The delays each service below is given, so that every retry
+        // queue they declare is known and deleted with the test.
         self._bus
-            .track_topology(&instance_scheduling::topology(delays.clone()));
+            .track_topology(&instance_scheduling::topology(vec![Duration::from_millis(
+                50,
+            )]));
+        let worker_delays = vec![Duration::from_millis(100)];
         self._bus
             .track_consumer(&worker::provisioning::ProvisioningHandler::spec(
-                delays.clone(),
+                worker_delays.clone(),
             ));
         self._bus
-            .track_consumer(&worker::email::handler::EmailHandler::spec(delays, 16, 8));
+            .track_consumer(&worker::email::handler::EmailHandler::spec(
+                worker_delays,
+                16,
+                8,
+            ));
         let mut config = instance_scheduling::config::Config::with_secret(SECRET).unwrap();
         config.common.host = "127.0.0.1".into();
         config.port = 0;
