@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod agent_processes;
 mod agents;
 mod basics;
 mod fleet;
