@@ -42,11 +42,34 @@ pub enum DbError {
 
 impl From<DieselError> for DbError {
     fn from(err: DieselError) -> Self {
-        if is_connection_lost(&err) {
+        if is_connection_lost(&err) || is_contention(&err) {
             DbError::Unavailable(err.to_string())
         } else {
             DbError::Query(err)
         }
+    }
+}
+
+/// What the server says when a transaction lost to others: a deadlock it
+/// broke (40P01), a serialization failure (40001), a lock not granted in
+/// `lock_timeout` (55P03). Nothing is wrong with the request; the same
+/// one shortly after may well go through, so it is a 503, not a 500.
+/// diesel names only the serialization failure; the others arrive as
+/// messages.
+const CONTENTION: &[&str] = &[
+    "deadlock detected",
+    "canceling statement due to lock timeout",
+    "could not obtain lock on row",
+];
+
+pub fn is_contention(err: &DieselError) -> bool {
+    match err {
+        DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
+        DieselError::DatabaseError(_, info) => {
+            let message = info.message();
+            CONTENTION.iter().any(|phrase| message.contains(phrase))
+        }
+        _ => false,
     }
 }
 

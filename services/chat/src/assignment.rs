@@ -28,8 +28,6 @@ use platform::Problem;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
-/// Rooms a drain assigns per transaction before committing and going on.
-const DRAIN_BATCH: usize = 50;
 /// A transcript holds at most this many messages (the latest).
 const TRANSCRIPT_MESSAGES: i64 = 1000;
 
@@ -182,40 +180,35 @@ fn notify_offline_agents(conn: &mut PgConnection, room: &Room) -> QueryResult<us
     Ok(recipients.len())
 }
 
-/// Assigns waiting rooms in queue order while agents are free, a batch
-/// per transaction.
+/// Assigns waiting rooms in queue order while agents are free, one room
+/// per transaction. A transaction waits only for the head room (a claim
+/// or transfer may hold it), never for an agent: staff rows another
+/// transaction holds are passed over. Holding rooms or agents while
+/// waiting for more is how it would deadlock with a claim (room, then its
+/// staff member) or a transfer (room, then both staff members).
 pub fn drain(conn: &mut PgConnection) -> QueryResult<Changes> {
     let mut all = Changes::default();
     loop {
-        let (assigned, changes) = conn.transaction(|conn| {
+        let assigned = conn.transaction(|conn| {
             diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
                 .bind::<diesel::sql_types::BigInt, _>(crate::QUEUE_LOCK)
                 .execute(conn)?;
+            let Some(room) = rooms::next_waiting(conn)? else {
+                return Ok::<_, diesel::result::Error>(None);
+            };
             let mut changes = Changes::default();
-            let mut assigned = 0;
-            while assigned < DRAIN_BATCH {
-                let Some(room) = rooms::next_waiting(conn)? else {
-                    break;
-                };
-                let attempt = assignments::to_first_free(
-                    conn,
-                    room.id,
-                    Trigger::Queue.as_str(),
-                    true,
-                    false,
-                )?;
-                let room = settle(conn, &room, Trigger::Queue, attempt, &mut changes)?;
-                if room.status != RoomStatus::Active {
-                    break;
-                }
-                changes.rooms.push(room);
-                assigned += 1;
+            let attempt =
+                assignments::to_first_free(conn, room.id, Trigger::Queue.as_str(), false, false)?;
+            let room = settle(conn, &room, Trigger::Queue, attempt, &mut changes)?;
+            if room.status != RoomStatus::Active {
+                return Ok(None);
             }
-            Ok::<_, diesel::result::Error>((assigned, changes))
+            changes.rooms.push(room);
+            Ok(Some(changes))
         })?;
-        all.merge(changes);
-        if assigned < DRAIN_BATCH {
-            return Ok(all);
+        match assigned {
+            Some(changes) => all.merge(changes),
+            None => return Ok(all),
         }
     }
 }

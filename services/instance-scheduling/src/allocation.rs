@@ -30,6 +30,8 @@ pub struct Request {
 #[derive(Debug, Clone)]
 pub struct Allocation {
     pub session_id: Uuid,
+    /// Allocated or connected (an idempotent retry may find it ended).
+    pub live: bool,
     pub token_id: Uuid,
     pub expires_at: DateTime<Utc>,
     pub instance_id: Uuid,
@@ -65,6 +67,10 @@ fn parse(row: AllocationRow) -> QueryResult<Outcome> {
     if row.outcome == "refused" {
         return Ok(Outcome::Refused(reason));
     }
+    let live = matches!(
+        row.session_status.as_deref(),
+        Some("allocated" | "connected")
+    );
     let allocation = match (
         row.session_id,
         row.token_id,
@@ -82,6 +88,7 @@ fn parse(row: AllocationRow) -> QueryResult<Outcome> {
             Some(address),
         ) => Allocation {
             session_id,
+            live,
             token_id,
             expires_at,
             instance_id,
@@ -121,6 +128,7 @@ pub fn allocate(
         stale_secs: secs(policy.heartbeat_stale),
         ttl_secs: secs(policy.reservation_ttl),
     };
+    sessions::expire_reservations_of(conn, request.user)?;
     let mut tries = 0;
     loop {
         tries += 1;

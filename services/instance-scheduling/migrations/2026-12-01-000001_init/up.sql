@@ -158,7 +158,11 @@ CREATE FUNCTION sched_allocate(
     outcome TEXT, reason TEXT,
     session_id UUID, session_status TEXT, expires_at TIMESTAMPTZ, token_id UUID,
     instance_id UUID, region TEXT, address TEXT
-) LANGUAGE plpgsql AS $$
+) LANGUAGE plpgsql
+-- An instance row held elsewhere for long is not waited on forever: the
+-- allocation gives up (a 503) and the client tries again.
+SET lock_timeout = '2s'
+AS $$
 #variable_conflict use_column
 DECLARE
     slot INT;

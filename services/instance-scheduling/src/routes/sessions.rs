@@ -93,7 +93,7 @@ fn no_slot(reason: &str, retry_after_secs: u64) -> Problem {
     request_body(content = Option<AllocateBody>),
     responses(
         (status = 201, description = "The slot, the instance and the connection token", body = Allocated),
-        (status = 409, description = "The user holds as many live sessions as allowed (`session_limit`)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The user holds as many live sessions as allowed (`session_limit`), or the session of this Idempotency-Key is over (`idempotency_key_used`)", body = ProblemBody, content_type = "application/problem+json"),
         BodyProblems, Unauthorized, Unavailable,
     )
 )]
@@ -129,6 +129,14 @@ pub async fn allocate(
         .with_label_values(&[label, reason])
         .inc();
     match outcome {
+        Outcome::Existing(allocation) if !allocation.live => Err(Problem::conflict(
+            "idempotency_key_used",
+            format!(
+                "the session {} of this Idempotency-Key is over; allocate with a new key",
+                allocation.session_id
+            ),
+        )
+        .into()),
         Outcome::Allocated(allocation, _) | Outcome::Existing(allocation) => {
             allocated(&state, caller.user_id.0, allocation)
         }

@@ -126,6 +126,9 @@ pub fn give_up_lost(conn: &mut PgConnection, lost_secs: i32) -> QueryResult<usiz
                 // It heartbeat meanwhile: nothing happened.
                 return Err(diesel::result::Error::RollbackTransaction);
             };
+            // Stale as it was, an allocation could not have landed on it;
+            // but one that raced the staleness is ended too.
+            end_sessions_of(conn, id, "instance_lost")?;
             ask_terminate(conn, id, &region)?;
             tracing::warn!(instance = %id, ended, "instance lost: unresponsive, terminating");
             Ok(())
@@ -391,6 +394,10 @@ pub fn mark_terminated(conn: &mut PgConnection, instance: Uuid, reason: &str) ->
             ],
             InstanceStatus::Terminated,
         )?;
+        // An allocation that committed between the two statements above
+        // left a session here; with the instance now locked and no longer
+        // active, none can follow it.
+        end_sessions_of(conn, instance, reason)?;
         Ok(moved.is_some())
     })
 }

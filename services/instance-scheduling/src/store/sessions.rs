@@ -175,6 +175,31 @@ pub fn end_departed(
     Ok(count.n)
 }
 
+/// Expires `user`'s own reservations that lapsed and frees their slots, in
+/// a statement of its own before an allocation (the reconciler expires
+/// everyone's, but only every few seconds): a lapsed reservation neither
+/// counts against the user's limit nor holds a slot. Sessions before
+/// instances, as every statement that frees a slot.
+pub fn expire_reservations_of(conn: &mut PgConnection, user: Uuid) -> QueryResult<i64> {
+    let count: Count = diesel::sql_query(
+        "WITH expired AS (
+             UPDATE sessions SET status = 'expired', ended_at = now(), end_reason = 'not_connected'
+             WHERE user_id = $1 AND status = 'allocated' AND expires_at <= now()
+             RETURNING instance_id
+         ), per_instance AS (
+             SELECT instance_id, count(*) AS n FROM expired GROUP BY instance_id
+         ), freed AS (
+             UPDATE instances i SET active_sessions = i.active_sessions - p.n
+             FROM per_instance p WHERE i.id = p.instance_id
+             RETURNING i.id
+         )
+         SELECT count(*) AS n FROM expired",
+    )
+    .bind::<SqlUuid, _>(user)
+    .get_result(conn)?;
+    Ok(count.n)
+}
+
 /// Expires the reservations nobody used in time and frees their slots,
 /// one statement. How many expired.
 pub fn expire_reservations(conn: &mut PgConnection) -> QueryResult<i64> {

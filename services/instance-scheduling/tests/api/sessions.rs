@@ -449,3 +449,53 @@ async fn the_agent_reports_a_connection_once_and_an_unused_reservation_expires()
         "an expired reservation admits nobody"
     );
 }
+
+#[tokio::test]
+async fn a_lapsed_reservation_frees_its_place_at_once_and_an_old_key_says_so() {
+    let scheduler = start_with(1, |config| config.reconcile_interval_secs = 3600).await;
+    scheduler.register("local", 2, "127.0.0.1:9100").await;
+    let user = scheduler.user();
+    let with_key = |key: &'static str| {
+        let scheduler = &scheduler;
+        let user = &user;
+        async move {
+            let response = scheduler
+                .client
+                .post(scheduler.url("/sessions"))
+                .bearer_auth(&user.token)
+                .header("Idempotency-Key", key)
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, first) = with_key("first").await;
+    assert_eq!(status, StatusCode::CREATED);
+    // Its reservation lapses; no reconciler round has run.
+    scheduler.sql("UPDATE sessions SET expires_at = now() - interval '1 second'");
+    let (status, second) = with_key("second").await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "the lapsed one counts no more: {second}"
+    );
+    assert_eq!(
+        scheduler.n(&format!(
+            "SELECT count(*) FROM sessions WHERE id = '{}' AND status = 'expired'",
+            session_of(&first)
+        )),
+        1
+    );
+    assert_eq!(
+        scheduler.n("SELECT active_sessions FROM instances"),
+        1,
+        "its slot is free"
+    );
+    // Retrying the first key finds a session that is over: no fresh token.
+    let (status, problem) = with_key("first").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(problem["code"], "idempotency_key_used");
+}
