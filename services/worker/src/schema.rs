@@ -8,6 +8,7 @@ diesel::table! {
         host -> Text,
         port -> Int4,
         pid -> Nullable<Int4>,
+        process_start -> Nullable<Int8>,
         state -> Text,
         detail -> Nullable<Text>,
         launched_at -> Timestamptz,

@@ -4,7 +4,7 @@
 //! did not start one still watches it by pid.
 
 use super::provider::{LaunchSpec, Provider, ProviderError, Termination};
-use crate::store::launched;
+use crate::store::launched::{self, Reservation};
 use bus::RelayHandle;
 use futures_util::future::BoxFuture;
 use nix::sys::signal::{kill, Signal};
@@ -42,9 +42,29 @@ fn transient(err: DbError) -> ProviderError {
     ProviderError::Transient(err.to_string())
 }
 
-/// Whether `pid` is a live process (signal 0 probes without signalling).
-fn alive(pid: i32) -> bool {
-    kill(Pid::from_raw(pid), None).is_ok()
+/// The kernel's start time of `pid`, in clock ticks since boot (field 22
+/// of `/proc/<pid>/stat`): with the pid it names one process, where a pid
+/// alone may have been reused.
+fn process_start(pid: i32) -> Option<i64> {
+    start_in_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+fn start_in_stat(stat: &str) -> Option<i64> {
+    // Field 2, the command, is in parentheses and may hold spaces and
+    // parentheses: the fields after it start at the last ')'. Field 22 is
+    // the 20th of them.
+    let after_command = stat.rsplit_once(')')?.1;
+    after_command.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether the agent's process runs: its pid, started when it was.
+fn alive(agent: &launched::LaunchedAgent) -> bool {
+    match (agent.pid, agent.process_start) {
+        (Some(pid), Some(start)) => process_start(pid) == Some(start),
+        // Recorded without its start time: the pid alone, at worst.
+        (Some(pid), None) => kill(Pid::from_raw(pid), None).is_ok(),
+        _ => false,
+    }
 }
 
 impl ProcessProvider {
@@ -57,8 +77,9 @@ impl ProcessProvider {
     }
 
     /// A port of the range no live agent holds and nothing listens on,
-    /// reserved for the instance.
-    async fn reserve_port(&self, spec: &LaunchSpec) -> Result<u16, ProviderError> {
+    /// reserved for the instance; `None` if the instance is being launched
+    /// already.
+    async fn reserve_port(&self, spec: &LaunchSpec) -> Result<Option<u16>, ProviderError> {
         let host = self.settings.host.clone();
         let in_use = db::read(&self.pool, move |conn| launched::ports_in_use(conn, &host))
             .await
@@ -70,13 +91,14 @@ impl ProcessProvider {
             let spec_for_row = spec.clone();
             let host = self.settings.host.clone();
             let reserved = db::run(&self.pool, move |conn| {
-                launched::reserve(conn, &spec_for_row, &host, i32::from(port))
-                    .map_err(DbError::from)
+                launched::reserve(conn, &spec_for_row, &host, i32::from(port)).map_err(DbError::from)
             })
             .await
             .map_err(transient)?;
-            if reserved {
-                return Ok(port);
+            match reserved {
+                Reservation::Reserved => return Ok(Some(port)),
+                Reservation::AlreadyThere => return Ok(None),
+                Reservation::PortTaken => continue,
             }
         }
         Err(ProviderError::Failed(format!(
@@ -133,7 +155,10 @@ impl ProcessProvider {
                 agent.state
             )));
         }
-        let port = self.reserve_port(spec).await?;
+        let Some(port) = self.reserve_port(spec).await? else {
+            // The same job delivered twice at once: the other launches it.
+            return Ok(());
+        };
         let mut child = match self.command(spec, port).spawn() {
             Ok(child) => child,
             Err(err) => {
@@ -146,8 +171,9 @@ impl ProcessProvider {
         let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok()) else {
             return Err(ProviderError::Failed("the agent exited at once".into()));
         };
+        let started = process_start(pid);
         db::run(&self.pool, move |conn| {
-            launched::mark_running(conn, instance, pid).map_err(DbError::from)
+            launched::mark_running(conn, instance, pid, started).map_err(DbError::from)
         })
         .await
         .map_err(transient)?;
@@ -182,7 +208,7 @@ impl ProcessProvider {
                 agent.host
             )));
         }
-        let Some(pid) = agent.pid.filter(|pid| alive(*pid)) else {
+        let Some(pid) = agent.pid.filter(|_| alive(&agent)) else {
             return Ok(Termination::NotRunning("its process is gone".into()));
         };
         // Ended first, so that its exit is not reported as one of its own.
@@ -194,10 +220,10 @@ impl ProcessProvider {
         .map_err(transient)?;
         let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
         let deadline = tokio::time::Instant::now() + TERMINATE_GRACE;
-        while alive(pid) && tokio::time::Instant::now() < deadline {
+        while alive(&agent) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        if alive(pid) {
+        if alive(&agent) {
             tracing::warn!(%instance, pid, "the agent ignored SIGTERM; killing it");
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
@@ -217,7 +243,7 @@ impl ProcessProvider {
                 }
             };
         for agent in running {
-            if agent.pid.is_some_and(|pid| !alive(pid)) {
+            if agent.pid.is_some() && !alive(&agent) {
                 report_exit(
                     &self.pool,
                     &self.relay,
@@ -271,5 +297,21 @@ impl Provider for ProcessProvider {
 
     fn terminate(&self, instance_id: Uuid) -> BoxFuture<'_, Result<Termination, ProviderError>> {
         Box::pin(self.terminate_inner(instance_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_is_named_by_its_pid_and_start_time() {
+        let line = "4242 (host agent (x)) S 1 4242 4242 0 -1 4194560 151 0 0 0 0 0 0 0 20 0 1 0 987654 12345 67 1844";
+        assert_eq!(start_in_stat(line), Some(987_654));
+        assert_eq!(start_in_stat("garbage"), None);
+        let me = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
+        let start = process_start(me);
+        assert!(start.is_some());
+        assert_eq!(process_start(me), start, "stable for one process");
     }
 }

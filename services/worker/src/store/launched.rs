@@ -17,6 +17,7 @@ pub struct LaunchedAgent {
     pub host: String,
     pub port: i32,
     pub pid: Option<i32>,
+    pub process_start: Option<i64>,
     pub state: String,
 }
 
@@ -50,14 +51,24 @@ pub fn ports_in_use(conn: &mut PgConnection, host: &str) -> QueryResult<Vec<i32>
         .load(conn)
 }
 
-/// Reserves `port` of `host` for the instance (`starting`); false if the
-/// port was taken meanwhile.
+/// What a reservation came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    Reserved,
+    /// Another live agent of the host took the port meanwhile.
+    PortTaken,
+    /// The instance has a row already (the same job delivered twice at
+    /// once): it is being launched.
+    AlreadyThere,
+}
+
+/// Reserves `port` of `host` for the instance (`starting`).
 pub fn reserve(
     conn: &mut PgConnection,
     spec: &crate::provisioning::provider::LaunchSpec,
     host: &str,
     port: i32,
-) -> QueryResult<bool> {
+) -> QueryResult<Reservation> {
     let inserted = diesel::insert_into(launched_agents::table)
         .values((
             launched_agents::instance_id.eq(spec.instance_id),
@@ -67,23 +78,32 @@ pub fn reserve(
             launched_agents::port.eq(port),
             launched_agents::state.eq("starting"),
         ))
-        .on_conflict_do_nothing()
+        .on_conflict(launched_agents::instance_id)
+        .do_nothing()
         .execute(conn);
     match inserted {
-        Ok(n) => Ok(n == 1),
+        Ok(1) => Ok(Reservation::Reserved),
+        Ok(_) => Ok(Reservation::AlreadyThere),
+        // The live-port index: the port is someone else's.
         Err(diesel::result::Error::DatabaseError(
             diesel::result::DatabaseErrorKind::UniqueViolation,
             _,
-        )) => Ok(false),
+        )) => Ok(Reservation::PortTaken),
         Err(err) => Err(err),
     }
 }
 
-pub fn mark_running(conn: &mut PgConnection, instance_id: Uuid, pid: i32) -> QueryResult<()> {
+pub fn mark_running(
+    conn: &mut PgConnection,
+    instance_id: Uuid,
+    pid: i32,
+    process_start: Option<i64>,
+) -> QueryResult<()> {
     diesel::update(launched_agents::table.find(instance_id))
         .set((
             launched_agents::state.eq("running"),
             launched_agents::pid.eq(pid),
+            launched_agents::process_start.eq(process_start),
         ))
         .execute(conn)
         .map(|_| ())
