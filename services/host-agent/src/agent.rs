@@ -193,6 +193,11 @@ impl AgentLoop {
                 self.server.stop(true).await;
                 return;
             }
+            for session in &answer.ended {
+                if self.state.remove_session(*session) {
+                    tracing::info!(%session, "the scheduler ended the session");
+                }
+            }
             self.follow_drain(answer.drain);
         }
     }

@@ -79,12 +79,16 @@ pub struct Heartbeat {
 }
 
 /// What the scheduler answers a heartbeat.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct HeartbeatAnswer {
     /// Take no new clients.
     pub drain: bool,
     /// Stop now, and exit 0.
     pub terminate: bool,
+    /// Sessions reported here that the scheduler has ended (the client
+    /// ended it, the drain deadline, ...): no longer this agent's.
+    #[serde(default)]
+    pub ended: Vec<Uuid>,
 }
 
 /// What the scheduler answers a connect report.

@@ -22,6 +22,8 @@ pub struct Record {
     pub connected: HashSet<Uuid>,
     pub drain: bool,
     pub terminate: bool,
+    /// Sessions the scheduler says it ended.
+    pub ended: Vec<Uuid>,
 }
 
 struct Shared {
@@ -105,7 +107,8 @@ async fn heartbeat(
     }
     let mut record = shared.record.lock().unwrap();
     record.heartbeats.push(body.into_inner());
-    HttpResponse::Ok().json(json!({"drain": record.drain, "terminate": record.terminate}))
+    HttpResponse::Ok()
+        .json(json!({"drain": record.drain, "terminate": record.terminate, "ended": record.ended}))
 }
 
 async fn connected(

@@ -168,3 +168,31 @@ async fn a_refused_registration_stops_the_agent_with_the_reason() {
     assert!(reason.contains("401"), "{reason}");
     assert!(!reason.contains(wrong), "{reason}");
 }
+
+#[tokio::test]
+async fn a_session_the_scheduler_ended_is_let_go() {
+    let scheduler = FakeScheduler::start().await;
+    let agent = start_agent(&scheduler.url, SECRET).await;
+    testkit::wait_until_ready(&agent.client, &format!("{}/readyz", agent.url)).await;
+    let session = Uuid::new_v4();
+    let admitted = agent
+        .connect(&scheduler.token(session, scheduler.instance))
+        .await;
+    assert_eq!(admitted.status(), 200);
+    let scheduler = &scheduler;
+    let reported = testkit::eventually(Duration::from_secs(5), || async move {
+        scheduler
+            .last_heartbeat()
+            .filter(|beat| beat["sessions"] == json!([session.to_string()]))
+    })
+    .await;
+    assert!(reported.is_some());
+    scheduler.record.lock().unwrap().ended = vec![session];
+    let let_go = testkit::eventually(Duration::from_secs(5), || async move {
+        scheduler
+            .last_heartbeat()
+            .filter(|beat| beat["sessions"] == json!([]))
+    })
+    .await;
+    assert!(let_go.is_some(), "the next heartbeats leave it out");
+}

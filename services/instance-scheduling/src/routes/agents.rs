@@ -167,6 +167,10 @@ pub struct HeartbeatAnswer {
     drain: bool,
     /// Stop now, and exit 0.
     terminate: bool,
+    /// Sessions reported that are not connected here any more (ended by
+    /// their client, an admin, the drain deadline, or never connected):
+    /// the agent lets them go.
+    ended: Vec<Uuid>,
 }
 
 fn percent(field: &str, value: f64) -> std::result::Result<f32, Problem> {
@@ -206,26 +210,31 @@ pub async fn heartbeat(
         return Err(Problem::invalid_field("sessions", "at most 1000").into());
     }
     let grace = crate::allocation::secs(state.policy.heartbeat_interval);
-    let status = db::run(&state.pool, move |conn| {
+    let (status, ended) = db::run(&state.pool, move |conn| {
         // Sessions first, then the instance: the order every statement
         // that frees a slot takes its locks in.
         sessions::end_departed(conn, id, &beat.sessions, grace)?;
-        instances::heartbeat(conn, id, cpu, mem).map_err(crate::error::Error::from)
+        let status = instances::heartbeat(conn, id, cpu, mem)?;
+        let ended = sessions::not_connected_here(conn, id, &beat.sessions)?;
+        Ok::<_, crate::error::Error>((status, ended))
     })
     .await?;
     let answer = match status {
         Some(InstanceStatus::Active) => HeartbeatAnswer {
             drain: false,
             terminate: false,
+            ended,
         },
         Some(InstanceStatus::Draining) => HeartbeatAnswer {
             drain: true,
             terminate: false,
+            ended,
         },
         // Unresponsive, terminating, terminated: it has been given up.
         _ => HeartbeatAnswer {
             drain: true,
             terminate: true,
+            ended,
         },
     };
     Ok(HttpResponse::Ok().json(answer))

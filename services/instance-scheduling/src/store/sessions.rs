@@ -200,6 +200,34 @@ pub fn expire_reservations_of(conn: &mut PgConnection, user: Uuid) -> QueryResul
     Ok(count.n)
 }
 
+/// Of the sessions an agent reports (`present`), those that are not
+/// connected on `instance` (any more): the agent is to let them go.
+pub fn not_connected_here(
+    conn: &mut PgConnection,
+    instance: Uuid,
+    present: &[Uuid],
+) -> QueryResult<Vec<Uuid>> {
+    #[derive(QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = SqlUuid)]
+        id: Uuid,
+    }
+    if present.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<Id> = diesel::sql_query(
+        "SELECT r.id FROM unnest($2::uuid[]) AS r(id)
+         WHERE NOT EXISTS (
+             SELECT 1 FROM sessions s
+             WHERE s.id = r.id AND s.instance_id = $1 AND s.status = 'connected'
+         )",
+    )
+    .bind::<SqlUuid, _>(instance)
+    .bind::<Array<SqlUuid>, _>(present)
+    .load(conn)?;
+    Ok(rows.into_iter().map(|row| row.id).collect())
+}
+
 /// Expires the reservations nobody used in time and frees their slots,
 /// one statement. How many expired.
 pub fn expire_reservations(conn: &mut PgConnection) -> QueryResult<i64> {

@@ -163,7 +163,10 @@ async fn heartbeats_need_the_instance_s_own_credential() {
     let b = scheduler.register("local", 4, "127.0.0.1:9101").await;
     let (status, answer) = scheduler.heartbeat(&a, &[]).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
-    assert_eq!(answer, json!({"drain": false, "terminate": false}));
+    assert_eq!(
+        answer,
+        json!({"drain": false, "terminate": false, "ended": []})
+    );
     assert_eq!(
         scheduler.n(&format!(
             "SELECT count(*) FROM instances WHERE id = '{}' AND cpu_pct = 12.5 AND mem_pct = 40",
@@ -265,7 +268,10 @@ async fn a_drained_instance_is_told_so_and_takes_no_new_sessions() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (_, answer) = scheduler.heartbeat(&agent, &[]).await;
-    assert_eq!(answer, json!({"drain": true, "terminate": false}));
+    assert_eq!(
+        answer,
+        json!({"drain": true, "terminate": false, "ended": []})
+    );
     let (status, problem) = scheduler.allocate(&user, json!({"region": "local"})).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
 }

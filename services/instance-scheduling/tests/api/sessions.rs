@@ -401,7 +401,8 @@ async fn the_agent_reports_a_connection_once_and_an_unused_reservation_expires()
     scheduler.sql(&format!(
         "UPDATE sessions SET connected_at = now() - interval '10 seconds' WHERE id = '{session}'"
     ));
-    scheduler.heartbeat(host, &[session]).await;
+    let (_, still) = scheduler.heartbeat(host, &[session]).await;
+    assert_eq!(still["ended"], json!([]), "still connected here");
     assert_eq!(
         scheduler.n(&format!(
             "SELECT active_sessions FROM instances WHERE id = '{}'",
@@ -430,6 +431,10 @@ async fn the_agent_reports_a_connection_once_and_an_unused_reservation_expires()
         &other_agent
     };
     assert_eq!(scheduler.n("SELECT sum(active_sessions) FROM instances"), 1);
+    // A session the scheduler ended is named in the next heartbeat's
+    // answer, so that the agent lets it go.
+    let (_, gone) = scheduler.heartbeat(host, &[session]).await;
+    assert_eq!(gone["ended"], json!([session]));
     let expired = testkit::eventually(Duration::from_secs(10), || async {
         (scheduler.n(&format!(
             "SELECT count(*) FROM sessions WHERE id = '{unused}' AND status = 'expired'"

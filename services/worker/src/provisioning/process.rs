@@ -91,7 +91,8 @@ impl ProcessProvider {
             let spec_for_row = spec.clone();
             let host = self.settings.host.clone();
             let reserved = db::run(&self.pool, move |conn| {
-                launched::reserve(conn, &spec_for_row, &host, i32::from(port)).map_err(DbError::from)
+                launched::reserve(conn, &spec_for_row, &host, i32::from(port))
+                    .map_err(DbError::from)
             })
             .await
             .map_err(transient)?;
