@@ -3,6 +3,7 @@
 
 pub mod claims;
 pub mod ids;
+pub mod instance;
 pub mod messages;
 pub mod role;
 pub mod status;

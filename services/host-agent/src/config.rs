@@ -86,35 +86,14 @@ mod defaults {
     }
 }
 
-/// The scheduler's rule for region names (`model::Region` there), checked
-/// here so that a bad `REGION` is named at startup rather than refused at
-/// registration.
 fn check_region(region: &str) -> Result<(), ConfigError> {
-    let ok = (1..=64).contains(&region.len())
-        && region
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ConfigError::new(
-            "REGION",
-            "must be 1 to 64 lowercase letters, digits, '-', '_' or '.'",
-        ))
-    }
+    domain::instance::Region::parse(region)
+        .map(|_| ())
+        .map_err(|err| ConfigError::new("REGION", err.to_string()))
 }
 
-/// The scheduler's rule for addresses (`model::Address` there): `host:port`.
 fn is_address(raw: &str) -> bool {
-    let Some((host, port)) = raw.rsplit_once(':') else {
-        return false;
-    };
-    let host_ok = !host.is_empty()
-        && raw.len() <= 255
-        && host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'));
-    host_ok && port.parse::<u16>().is_ok_and(|port| port > 0)
+    domain::instance::Address::parse(raw).is_ok()
 }
 
 impl Config {
