@@ -123,6 +123,14 @@ impl Application {
         let metrics = Metrics::new(crate::SERVICE)?;
         let scheduling_metrics = SchedulingMetrics::register(metrics.registry())?;
         let consumer_metrics = bus::consumer::ConsumerMetrics::register(metrics.registry())?;
+        if config.registration_secret.expose_secret().chars().count()
+            < crate::config::STRONG_SECRET_CHARS
+        {
+            tracing::warn!(
+                "REGISTRATION_SECRET is shorter than {} characters: fine for development, weak anywhere else",
+                crate::config::STRONG_SECRET_CHARS
+            );
+        }
         let registration_hash =
             Secret::from_client(config.registration_secret.expose_secret()).hash();
         let state = AppState {

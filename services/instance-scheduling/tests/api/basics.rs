@@ -53,7 +53,7 @@ fn env_example_lists_every_variable() {
 #[test]
 fn bad_configuration_stops_with_one_line_naming_the_variable() {
     for (variable, value) in [
-        ("REGISTRATION_SECRET", "short"),
+        ("REGISTRATION_SECRET", " "),
         ("PORT", "eighty"),
         ("AUTH_JWKS_URL", "ftp://nowhere"),
         ("HEARTBEAT_STALE_SECS", "1"),
