@@ -441,6 +441,11 @@ pub async fn file_worker(bus: &TestBus) -> (actix_web::dev::ServerHandle, TestDa
         16,
         8,
     ));
+    // The worker declares its provisioning queue too (its relay declares
+    // the whole topology), even when it does not consume it.
+    bus.track_consumer(&worker::provisioning::ProvisioningHandler::spec(vec![
+        Duration::from_millis(100),
+    ]));
     let app = worker::startup::Application::build(config).await.unwrap();
     let server = app.server_handle();
     tokio::spawn(app.run_until_stopped());
