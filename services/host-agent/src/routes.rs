@@ -188,13 +188,22 @@ async fn admit(state: &AgentState, token: &str) -> Result<Uuid, Refusal> {
     }
     match state.scheduler().connected(instance, session).await {
         Ok(_) => {
+            state.settle_doubt(session);
             state.add_session(session);
             tracing::info!(session = %session, user = %admission.user_id, "client connected");
+            Ok(session)
+        }
+        // An earlier report of this client's got no answer but went
+        // through: the retry is the same client.
+        Err(err) if report_refusal(&err) == Refusal::AlreadyUsed && state.settle_doubt(session) => {
+            state.add_session(session);
+            tracing::info!(session = %session, user = %admission.user_id, "client connected (report retried)");
             Ok(session)
         }
         Err(err) => {
             if !err.is_refusal() {
                 tracing::warn!(session = %session, error = %err, "cannot report a connection");
+                state.report_in_doubt(session);
             }
             Err(report_refusal(&err))
         }

@@ -36,6 +36,10 @@ struct Inner {
     registered: OnceLock<Registered>,
     /// Connected sessions, reported in every heartbeat.
     sessions: Mutex<BTreeSet<Uuid>>,
+    /// Sessions whose connect report got no answer: the scheduler may
+    /// have marked them connected. A retry that the scheduler answers
+    /// `already_used` is then the same client, let in.
+    in_doubt: Mutex<BTreeSet<Uuid>>,
     draining: AtomicBool,
     terminating: AtomicBool,
 }
@@ -52,6 +56,7 @@ impl AgentState {
             metrics,
             registered: OnceLock::new(),
             sessions: Mutex::new(BTreeSet::new()),
+            in_doubt: Mutex::new(BTreeSet::new()),
             draining: AtomicBool::new(false),
             terminating: AtomicBool::new(false),
         }))
@@ -138,4 +143,29 @@ impl AgentState {
     pub fn session_count(&self) -> usize {
         self.sessions_guard().len()
     }
+
+    fn in_doubt_guard(&self) -> MutexGuard<'_, BTreeSet<Uuid>> {
+        self.0
+            .in_doubt
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A connect report for `session` got no answer.
+    pub fn report_in_doubt(&self, session: Uuid) {
+        let mut in_doubt = self.in_doubt_guard();
+        // Bounded: reservations last a minute, so old doubts are moot.
+        if in_doubt.len() >= IN_DOUBT_AT_MOST {
+            in_doubt.clear();
+        }
+        in_doubt.insert(session);
+    }
+
+    /// Whether a report for `session` was in doubt (and no longer is).
+    pub fn settle_doubt(&self, session: Uuid) -> bool {
+        self.in_doubt_guard().remove(&session)
+    }
 }
+
+/// Connect reports in doubt remembered at most.
+const IN_DOUBT_AT_MOST: usize = 4096;

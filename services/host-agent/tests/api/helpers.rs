@@ -24,6 +24,8 @@ pub struct Record {
     pub terminate: bool,
     /// Sessions the scheduler says it ended.
     pub ended: Vec<Uuid>,
+    /// The next connect report is recorded, but its answer is lost (500).
+    pub lose_next_connected_answer: bool,
 }
 
 struct Shared {
@@ -120,7 +122,11 @@ async fn connected(
     if !is_instance(&req, &shared, id) {
         return problem(StatusCode::UNAUTHORIZED, "unauthorized");
     }
-    if shared.record.lock().unwrap().connected.insert(session) {
+    let mut record = shared.record.lock().unwrap();
+    if record.connected.insert(session) {
+        if std::mem::take(&mut record.lose_next_connected_answer) {
+            return problem(StatusCode::INTERNAL_SERVER_ERROR, "internal");
+        }
         HttpResponse::Ok().json(json!({"session_id": session, "user_id": Uuid::new_v4()}))
     } else {
         problem(StatusCode::CONFLICT, "already_used")

@@ -196,3 +196,32 @@ async fn a_session_the_scheduler_ended_is_let_go() {
     .await;
     assert!(let_go.is_some(), "the next heartbeats leave it out");
 }
+
+#[tokio::test]
+async fn a_connect_whose_report_lost_its_answer_is_let_in_on_the_retry() {
+    let scheduler = FakeScheduler::start().await;
+    let agent = start_agent(&scheduler.url, SECRET).await;
+    testkit::wait_until_ready(&agent.client, &format!("{}/readyz", agent.url)).await;
+    let session = Uuid::new_v4();
+    let token = scheduler.token(session, scheduler.instance);
+    scheduler.record.lock().unwrap().lose_next_connected_answer = true;
+    let first = agent.connect(&token).await;
+    assert_eq!(
+        first.status(),
+        503,
+        "the report's outcome is unknown: try again"
+    );
+    // The scheduler did mark it connected; the retry is the same client.
+    let retried = agent.connect(&token).await;
+    assert_eq!(retried.status(), 200);
+    // And it still works once.
+    let again = agent.connect(&token).await;
+    assert_eq!(again.status(), 409);
+    // Another client with a token already used elsewhere is not let in.
+    let other = Uuid::new_v4();
+    scheduler.record.lock().unwrap().connected.insert(other);
+    let refused = agent
+        .connect(&scheduler.token(other, scheduler.instance))
+        .await;
+    assert_eq!(refused.status(), 409);
+}
