@@ -125,11 +125,12 @@ async fn launched_agents_serve_clients_and_a_killed_one_is_replaced() {
     );
 }
 
-fn agent_pids(db: &testkit::TestDatabase) -> Vec<i64> {
+fn agent_pids(db: &testkit::TestDatabase, condition: &str) -> Vec<i64> {
     (0..10)
         .filter_map(|offset| {
             let pid = db.count(&format!(
-                "SELECT COALESCE((SELECT pid::bigint FROM launched_agents WHERE state = 'running' ORDER BY launched_at OFFSET {offset} LIMIT 1), 0) AS n"
+                "SELECT COALESCE((SELECT pid::bigint FROM launched_agents WHERE {condition} \
+                 ORDER BY launched_at OFFSET {offset} LIMIT 1), 0) AS n"
             ));
             (pid > 0).then_some(pid)
         })
@@ -142,7 +143,12 @@ struct Reaper(testkit::TestDatabase);
 
 impl Drop for Reaper {
     fn drop(&mut self) {
-        let pids = agent_pids(&self.0);
+        let pids = agent_pids(&self.0, "state = 'running'");
+        // And those the worker is stopping right now.
+        let stopping = agent_pids(
+            &self.0,
+            "state = 'terminated' AND ended_at > now() - interval '1 minute'",
+        );
         let signal = |signal: &str, pid: i64| {
             std::process::Command::new("kill")
                 .args([signal, &pid.to_string()])
@@ -154,7 +160,7 @@ impl Drop for Reaper {
         }
         // Gone before the test ends, or the test runner sees them linger.
         for _ in 0..100 {
-            if !pids.iter().any(|pid| signal("-0", *pid)) {
+            if !pids.iter().chain(&stopping).any(|pid| signal("-0", *pid)) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -173,4 +179,97 @@ async fn session_status(platform: &Platform, url: &str, user: &Person, session: 
         .json()
         .await
         .unwrap()
+}
+
+async fn allocate(platform: &Platform, url: &str, user: &Person) -> Value {
+    let response = platform
+        .client
+        .post(format!("{url}/api/scheduling/sessions"))
+        .bearer_auth(&user.token)
+        .json(&json!({"region": "local"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    response.json().await.unwrap()
+}
+
+async fn wait_for_active(platform: &Platform, url: &str, admin: &Person, n: usize) -> Vec<Value> {
+    testkit::eventually(Duration::from_secs(30), || async {
+        let active = active_instances(platform, url, admin).await;
+        (active.len() == n).then_some(active)
+    })
+    .await
+    .unwrap_or_else(|| panic!("{n} active instances"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_surplus_is_drained_and_terminated_never_a_busy_agent() {
+    let mut platform = spawn().await;
+    let (url, worker_db) = platform
+        .start_fleet(|config| {
+            fast(config);
+            config.scaling_regions =
+                r#"{"local":{"buffer":2,"min_instances":1,"max_instances":3,"capacity":2}}"#.into();
+            config.scale_down_cooldown_secs = 0;
+        })
+        .await;
+    let worker_db = Reaper(worker_db);
+    let admin = platform.admin().await;
+    wait_for_active(&platform, &url, &admin, 1).await;
+    // Demand grows the fleet: 1 of 2 used leaves 1 free < 2.
+    let (u1, u2, u3) = (
+        platform.user().await,
+        platform.user().await,
+        platform.user().await,
+    );
+    let first = allocate(&platform, &url, &u1).await;
+    wait_for_active(&platform, &url, &admin, 2).await;
+    let second = allocate(&platform, &url, &u2).await;
+    assert_eq!(
+        second["instance"]["id"], first["instance"]["id"],
+        "pack fills the fullest that has room"
+    );
+    let third = allocate(&platform, &url, &u3).await;
+    wait_for_active(&platform, &url, &admin, 3).await;
+    let busy = first["instance"]["id"].as_str().unwrap().to_string();
+
+    // The third leaves: 4 free slots on two idle agents, 2 more than the
+    // buffer needs: one idle agent is drained and its process stopped.
+    let response = platform
+        .client
+        .delete(format!(
+            "{url}/api/scheduling/sessions/{}",
+            third["session_id"].as_str().unwrap()
+        ))
+        .bearer_auth(&u3.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let active = wait_for_active(&platform, &url, &admin, 2).await;
+    assert!(
+        active
+            .iter()
+            .any(|instance| instance["id"] == busy.as_str()),
+        "the busy agent stays"
+    );
+    let stopped = testkit::eventually(Duration::from_secs(30), || async {
+        (worker_db
+            .0
+            .count("SELECT count(*) AS n FROM launched_agents WHERE state = 'terminated'")
+            == 1)
+            .then_some(())
+    })
+    .await;
+    assert!(
+        stopped.is_some(),
+        "the drained agent's process was terminated"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        active_instances(&platform, &url, &admin).await.len(),
+        2,
+        "no flapping: the buffer is covered"
+    );
 }
