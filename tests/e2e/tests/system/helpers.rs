@@ -387,6 +387,17 @@ impl Platform {
         (url, worker_db)
     }
 
+    /// Stops every service of the platform and waits for them (their
+    /// background work included): after this nothing launches agents.
+    pub async fn stop(&mut self) {
+        for server in self.servers.drain(..) {
+            server.stop(true).await;
+        }
+        // The services' loops end with their servers; a moment for the
+        // worker to finish what it was doing.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
     /// Takes a job from the `email` queue of this platform's AMQP names.
     pub async fn take_email(&self) -> Option<Value> {
         self._bus

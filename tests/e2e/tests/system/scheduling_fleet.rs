@@ -34,7 +34,10 @@ async fn active_instances(platform: &Platform, url: &str, admin: &Person) -> Vec
 async fn launched_agents_serve_clients_and_a_killed_one_is_replaced() {
     let mut platform = spawn().await;
     let (url, worker_db) = platform.start_fleet(fast).await;
-    let worker_db = Reaper(worker_db);
+    let worker_db = Reaper {
+        db: worker_db,
+        scheduler_url: url.clone(),
+    };
     let admin = platform.admin().await;
     let user = platform.user().await;
 
@@ -95,7 +98,7 @@ async fn launched_agents_serve_clients_and_a_killed_one_is_replaced() {
 
     // kill -9 the agent holding the session: its session ends, and with
     // 2 free < 3 a replacement is launched.
-    let pid = worker_db.0.count(&format!(
+    let pid = worker_db.db.count(&format!(
         "SELECT pid::bigint AS n FROM launched_agents WHERE instance_id = '{}'",
         allocated["instance"]["id"].as_str().unwrap()
     ));
@@ -125,45 +128,57 @@ async fn launched_agents_serve_clients_and_a_killed_one_is_replaced() {
     );
 }
 
-fn agent_pids(db: &testkit::TestDatabase, condition: &str) -> Vec<i64> {
-    (0..10)
-        .filter_map(|offset| {
-            let pid = db.count(&format!(
-                "SELECT COALESCE((SELECT pid::bigint FROM launched_agents WHERE {condition} \
-                 ORDER BY launched_at OFFSET {offset} LIMIT 1), 0) AS n"
-            ));
-            (pid > 0).then_some(pid)
-        })
-        .collect()
+/// Stops the agents the worker launched when the test ends, passed or not:
+/// they are processes of their own and would outlive it. They are found by
+/// the scheduler they were given (unique to the test), so one launched in
+/// the test's last moments is found too.
+struct Reaper {
+    db: testkit::TestDatabase,
+    scheduler_url: String,
 }
 
-/// Stops the agents the worker launched when the test ends, passed or not:
-/// they are processes of their own and would outlive it.
-struct Reaper(testkit::TestDatabase);
+impl Reaper {
+    fn agents(&self) -> Vec<u32> {
+        let marker = format!("SCHEDULER_URL={}\0", self.scheduler_url);
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/environ"))
+                    .is_ok_and(|environ| String::from_utf8_lossy(&environ).contains(&marker))
+            })
+            .collect()
+    }
+}
 
 impl Drop for Reaper {
     fn drop(&mut self) {
-        let pids = agent_pids(&self.0, "state = 'running'");
-        // And those the worker is stopping right now.
-        let stopping = agent_pids(
-            &self.0,
-            "state = 'terminated' AND ended_at > now() - interval '1 minute'",
-        );
-        let signal = |signal: &str, pid: i64| {
+        let signal = |signal: &str, pid: u32| {
             std::process::Command::new("kill")
                 .args([signal, &pid.to_string()])
                 .status()
                 .is_ok_and(|status| status.success())
         };
-        for pid in &pids {
-            signal("-TERM", *pid);
-        }
-        // Gone before the test ends, or the test runner sees them linger.
-        for _ in 0..100 {
-            if !pids.iter().chain(&stopping).any(|pid| signal("-0", *pid)) {
-                return;
+        // Until none has been seen for two seconds: a launch in flight as
+        // the services stopped may still bring one up.
+        let mut quiet = 0;
+        for _ in 0..60 {
+            let pids = self.agents();
+            if pids.is_empty() {
+                quiet += 1;
+                if quiet >= 4 {
+                    return;
+                }
+            } else {
+                quiet = 0;
+                for pid in &pids {
+                    signal("-TERM", *pid);
+                }
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(500));
         }
     }
 }
@@ -214,7 +229,10 @@ async fn idle_surplus_is_drained_and_terminated_never_a_busy_agent() {
             config.scale_down_cooldown_secs = 0;
         })
         .await;
-    let worker_db = Reaper(worker_db);
+    let worker_db = Reaper {
+        db: worker_db,
+        scheduler_url: url.clone(),
+    };
     let admin = platform.admin().await;
     wait_for_active(&platform, &url, &admin, 1).await;
     // Demand grows the fleet: 1 of 2 used leaves 1 free < 2.
@@ -256,7 +274,7 @@ async fn idle_surplus_is_drained_and_terminated_never_a_busy_agent() {
     );
     let stopped = testkit::eventually(Duration::from_secs(30), || async {
         (worker_db
-            .0
+            .db
             .count("SELECT count(*) AS n FROM launched_agents WHERE state = 'terminated'")
             == 1)
             .then_some(())
@@ -272,4 +290,5 @@ async fn idle_surplus_is_drained_and_terminated_never_a_busy_agent() {
         2,
         "no flapping: the buffer is covered"
     );
+    platform.stop().await;
 }
