@@ -136,6 +136,11 @@ impl ProcessProvider {
             .env("PORT", port.to_string())
             .env("ADVERTISE_ADDRESS", format!("127.0.0.1:{port}"))
             .stdin(std::process::Stdio::null())
+            // Its output comes through this worker's (see `forward`), so
+            // an agent never holds the worker's own stdout open: a worker
+            // that stops does not leave a pipe behind it open.
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
             // The agent is an instance: it outlives this worker process.
             .kill_on_drop(false);
         command
@@ -172,6 +177,12 @@ impl ProcessProvider {
         let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok()) else {
             return Err(ProviderError::Failed("the agent exited at once".into()));
         };
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(forward(out, false));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(forward(err, true));
+        }
         let started = process_start(pid);
         db::run(&self.pool, move |conn| {
             launched::mark_running(conn, instance, pid, started).map_err(DbError::from)
@@ -255,6 +266,21 @@ impl ProcessProvider {
                 .await;
             }
         }
+    }
+}
+
+/// Copies an agent's output, line by line, to this worker's stdout (or
+/// stderr), until the agent closes it or this worker stops.
+async fn forward(from: impl tokio::io::AsyncRead + Unpin, to_stderr: bool) {
+    use std::io::Write;
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(from).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let _ = if to_stderr {
+            writeln!(std::io::stderr().lock(), "{line}")
+        } else {
+            writeln!(std::io::stdout().lock(), "{line}")
+        };
     }
 }
 
