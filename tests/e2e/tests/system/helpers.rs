@@ -390,12 +390,14 @@ impl Platform {
     /// Stops every service of the platform and waits for them (their
     /// background work included): after this nothing launches agents.
     pub async fn stop(&mut self) {
-        for server in self.servers.drain(..) {
+        // Last started, first stopped: the worker before the scheduler, so
+        // that no job is taken after the scheduler is gone.
+        while let Some(server) = self.servers.pop() {
             server.stop(true).await;
         }
         // The services' loops end with their servers; a moment for the
-        // worker to finish what it was doing.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // worker to finish a job it had taken.
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 
     /// Takes a job from the `email` queue of this platform's AMQP names.
