@@ -181,23 +181,7 @@ pub fn end_departed(
 /// counts against the user's limit nor holds a slot. Sessions before
 /// instances, as every statement that frees a slot.
 pub fn expire_reservations_of(conn: &mut PgConnection, user: Uuid) -> QueryResult<i64> {
-    let count: Count = diesel::sql_query(
-        "WITH expired AS (
-             UPDATE sessions SET status = 'expired', ended_at = now(), end_reason = 'not_connected'
-             WHERE user_id = $1 AND status = 'allocated' AND expires_at <= now()
-             RETURNING instance_id
-         ), per_instance AS (
-             SELECT instance_id, count(*) AS n FROM expired GROUP BY instance_id
-         ), freed AS (
-             UPDATE instances i SET active_sessions = i.active_sessions - p.n
-             FROM per_instance p WHERE i.id = p.instance_id
-             RETURNING i.id
-         )
-         SELECT count(*) AS n FROM expired",
-    )
-    .bind::<SqlUuid, _>(user)
-    .get_result(conn)?;
-    Ok(count.n)
+    expire(conn, Some(user))
 }
 
 /// Of the sessions an agent reports (`present`), those that are not
@@ -231,10 +215,17 @@ pub fn not_connected_here(
 /// Expires the reservations nobody used in time and frees their slots,
 /// one statement. How many expired.
 pub fn expire_reservations(conn: &mut PgConnection) -> QueryResult<i64> {
+    expire(conn, None)
+}
+
+/// Expires lapsed reservations (of `user` only, or everyone's) and frees
+/// their slots in one statement, sessions before instances. How many.
+fn expire(conn: &mut PgConnection, user: Option<Uuid>) -> QueryResult<i64> {
     let count: Count = diesel::sql_query(
         "WITH expired AS (
              UPDATE sessions SET status = 'expired', ended_at = now(), end_reason = 'not_connected'
              WHERE status = 'allocated' AND expires_at <= now()
+               AND ($1::uuid IS NULL OR user_id = $1)
              RETURNING instance_id
          ), per_instance AS (
              SELECT instance_id, count(*) AS n FROM expired GROUP BY instance_id
@@ -245,6 +236,7 @@ pub fn expire_reservations(conn: &mut PgConnection) -> QueryResult<i64> {
          )
          SELECT count(*) AS n FROM expired",
     )
+    .bind::<Nullable<SqlUuid>, _>(user)
     .get_result(conn)?;
     Ok(count.n)
 }
