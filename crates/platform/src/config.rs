@@ -182,7 +182,7 @@ where
     T: ServiceConfig,
     I: IntoIterator<Item = (String, String)>,
 {
-    let vars: Vec<(String, String)> = vars.into_iter().collect();
+    let vars = resolve_secrets(vars)?;
     let mut config: T = from_iter(vars.clone())?;
     let common: Common = from_iter(vars)?;
     common.validate()?;
@@ -201,6 +201,106 @@ pub fn load_service_or_exit<T: ServiceConfig>() -> T {
             std::process::exit(2);
         }
     }
+}
+
+/// The settings that may come from a file: `NAME_FILE=/run/secrets/x`
+/// stands for `NAME` with the file's content. Only these: other programs'
+/// variables end in `_FILE` too.
+pub const FILE_SETTINGS: &[&str] = &[
+    "DATABASE_URL",
+    "DATABASE_PASSWORD",
+    "AMQP_URL",
+    "AMQP_PASSWORD",
+    "REGISTRATION_SECRET",
+];
+
+/// Applies the two ways a secret reaches a service without being written
+/// in its environment:
+///
+/// - `NAME_FILE` for one of [`FILE_SETTINGS`] stands for `NAME` with the
+///   file's content (one trailing newline dropped): how Docker secrets are
+///   given;
+/// - `DATABASE_PASSWORD` and `AMQP_PASSWORD` (usually as `..._FILE`) go into
+///   `DATABASE_URL` and `AMQP_URL`, so a URL can be plain configuration
+///   while its password is a secret shared with the server.
+pub fn resolve_secrets<I>(vars: I) -> Result<Vec<(String, String)>, ConfigError>
+where
+    I: IntoIterator<Item = (String, String)>,
+{
+    let mut vars: Vec<(String, String)> = vars.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+    let files: Vec<(String, String)> = vars
+        .iter()
+        .filter_map(|(key, path)| {
+            let name = key.strip_suffix("_FILE")?;
+            FILE_SETTINGS
+                .contains(&name)
+                .then(|| (name.to_string(), path.clone()))
+        })
+        .collect();
+    for (name, path) in files {
+        if vars.iter().any(|(key, _)| *key == name) {
+            return Err(ConfigError::new(
+                format!("{name}_FILE"),
+                format!("is set together with {name}: set one of them"),
+            ));
+        }
+        let content = std::fs::read_to_string(&path).map_err(|err| {
+            ConfigError::new(
+                format!("{name}_FILE"),
+                format!("names a file that cannot be read ({})", err.kind()),
+            )
+        })?;
+        let value = content
+            .strip_suffix('\n')
+            .map(|v| v.strip_suffix('\r').unwrap_or(v))
+            .unwrap_or(&content);
+        vars.push((name, value.to_string()));
+    }
+    for (password, url) in [
+        ("DATABASE_PASSWORD", "DATABASE_URL"),
+        ("AMQP_PASSWORD", "AMQP_URL"),
+    ] {
+        let Some(secret) = take(&mut vars, password) else {
+            continue;
+        };
+        let Some(index) = vars.iter().position(|(key, _)| key == url) else {
+            return Err(ConfigError::new(
+                password,
+                format!("needs {url}, which it goes into"),
+            ));
+        };
+        let with_password =
+            with_password(&vars[index].1, &secret).map_err(|why| ConfigError::new(url, why))?;
+        vars[index].1 = with_password;
+    }
+    Ok(vars)
+}
+
+fn take(vars: &mut Vec<(String, String)>, key: &str) -> Option<String> {
+    let index = vars.iter().position(|(k, _)| k == key)?;
+    Some(vars.remove(index).1)
+}
+
+/// `scheme://user@host/...` with `password` added to the user, encoded.
+fn with_password(url: &str, password: &str) -> Result<String, &'static str> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or("must be a URL (scheme://user@host/...)")?;
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let (user, host) = authority
+        .rsplit_once('@')
+        .ok_or("needs a user name (user@host) for the password to go with")?;
+    if user.contains(':') {
+        return Err(
+            "already holds a password: give it there or in the _PASSWORD setting, not both",
+        );
+    }
+    let encoded: String = form_urlencoded::byte_serialize(password.as_bytes())
+        .collect::<String>()
+        // form encoding writes a space as `+`, which a URL's user info reads literally.
+        .replace('+', "%20");
+    Ok(format!("{scheme}://{user}:{encoded}@{host}{path}"))
 }
 
 /// Checks that a URL setting has one of the given schemes.
@@ -347,6 +447,78 @@ mod tests {
         assert_eq!(err.variable, "AMQP_URL");
         let err = load_from::<Service, _>(vars(&[("PORT", "0")])).unwrap_err();
         assert_eq!(err.variable, "PORT");
+    }
+
+    #[test]
+    fn a_file_setting_stands_for_the_setting() {
+        let dir = std::env::temp_dir().join(format!("platform-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let secret = dir.join("secret");
+        std::fs::write(&secret, "s3cret value\n").unwrap();
+        let path = secret.to_string_lossy().to_string();
+
+        let resolved = resolve_secrets(vars(&[("REGISTRATION_SECRET_FILE", &path)])).unwrap();
+        assert!(
+            resolved.contains(&("REGISTRATION_SECRET".into(), "s3cret value".into())),
+            "{resolved:?}"
+        );
+
+        let err =
+            resolve_secrets(vars(&[("AMQP_URL_FILE", &path), ("AMQP_URL", "y")])).unwrap_err();
+        assert_eq!(err.variable, "AMQP_URL_FILE");
+        let err =
+            resolve_secrets(vars(&[("DATABASE_URL_FILE", "/nonexistent/secret")])).unwrap_err();
+        assert_eq!(err.variable, "DATABASE_URL_FILE");
+        // Another program's variable is left alone.
+        let other = resolve_secrets(vars(&[("TF_CLI_CONFIG_FILE", "/nonexistent")])).unwrap();
+        assert_eq!(other.len(), 1);
+        assert!(err.expected.contains("cannot be read"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_password_goes_into_its_url_encoded() {
+        let resolved = resolve_secrets(vars(&[
+            (
+                "DATABASE_URL",
+                "postgres://app@db:5432/auth?sslmode=require",
+            ),
+            ("DATABASE_PASSWORD", "p@ss/w rd:"),
+            ("AMQP_URL", "amqp://platform@rabbitmq:5672/%2f"),
+            ("AMQP_PASSWORD", "guest"),
+        ]))
+        .unwrap();
+        let get = |key: &str| {
+            resolved
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(
+            get("DATABASE_URL").unwrap(),
+            "postgres://app:p%40ss%2Fw%20rd%3A@db:5432/auth?sslmode=require"
+        );
+        assert_eq!(
+            get("AMQP_URL").unwrap(),
+            "amqp://platform:guest@rabbitmq:5672/%2f"
+        );
+        assert_eq!(get("DATABASE_PASSWORD"), None);
+
+        let err = resolve_secrets(vars(&[("DATABASE_PASSWORD", "x")])).unwrap_err();
+        assert_eq!(err.variable, "DATABASE_PASSWORD");
+        let err = resolve_secrets(vars(&[
+            ("AMQP_URL", "amqp://u:p@h/"),
+            ("AMQP_PASSWORD", "x"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.variable, "AMQP_URL");
+        assert!(
+            !err.to_string().contains('p'.to_string().as_str()) || !err.to_string().contains("u:p"),
+            "{err}"
+        );
+        let err = resolve_secrets(vars(&[("AMQP_URL", "amqp://h/"), ("AMQP_PASSWORD", "x")]))
+            .unwrap_err();
+        assert_eq!(err.variable, "AMQP_URL");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! environment, telemetry, the actix scaffolding (request ids, access log,
 //! metrics, health, problem+json errors, JSON extraction) and the database.
 
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -41,11 +41,14 @@ pub struct Config {
     pub search_concurrency: usize,
 }
 
+/// Where the service listens when `PORT` is not set.
+pub const DEFAULT_PORT: u16 = 8002;
+
 mod defaults {
     use secrecy::SecretString;
 
     pub fn port() -> u16 {
-        8002
+        super::DEFAULT_PORT
     }
     pub fn database_url() -> SecretString {
         "postgres://postgres@127.0.0.1:5432/accounts".into()

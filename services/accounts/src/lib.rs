@@ -2,6 +2,7 @@
 //! account status. Profiles are created from auth's `user.registered`; role
 //! and status changes go back to auth as account events.
 
+pub mod cli;
 pub mod config;
 pub mod consumers;
 pub mod error;

@@ -8,74 +8,69 @@ use diesel::Connection;
 use domain::messages::UserKind;
 use domain::{DisplayName, Email, Password, Role};
 use std::io::{BufRead, IsTerminal};
-use std::process::ExitCode;
 
-const USAGE: &str =
-    "usage: auth [serve | migrate | create-admin --email EMAIL [--display-name NAME] | rotate-keys]
+/// The `auth` binary.
+pub struct Auth;
 
-  serve          run the HTTP service (the default)
-  migrate        apply database migrations and exit
-  create-admin   create an administrator; the password is read from stdin
-                 (prompted for when stdin is a terminal)
-  rotate-keys    make a new signing key current; the previous one stays
-                 published, so tokens it signed keep working until they expire";
+impl platform::cli::Binary for Auth {
+    const NAME: &'static str = crate::SERVICE;
+    const USAGE: &'static str = "  serve        run the HTTP service (the default)
+  migrate      apply database migrations and exit
+  create-admin --email EMAIL [--display-name NAME]
+               create an administrator; the password is read from stdin
+               (prompted for when stdin is a terminal)
+  rotate-keys  make a new signing key current; the previous one stays
+               published, so tokens it signed keep working until they expire";
+    const HEALTH_PATH: &'static str = "/api/auth/healthz";
+    const DEFAULT_PORT: u16 = crate::config::DEFAULT_PORT;
 
-pub async fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let command = args.first().map(String::as_str).unwrap_or("serve");
-    if matches!(command, "-h" | "--help" | "help") {
-        println!("{USAGE}");
-        return ExitCode::SUCCESS;
+    type Config = Config;
+
+    fn load_config() -> Config {
+        Config::from_env_or_exit()
     }
-    let config = Config::from_env_or_exit();
-    let _telemetry = platform::telemetry::init(crate::SERVICE);
-    let outcome = match command {
-        "serve" => serve(config).await,
-        "migrate" => match config.retry_delays() {
-            Ok(delays) => {
-                let broker = startup::broker(&config);
-                bus::migrate_and_declare(
-                    move || startup::migrate(&config, platform::db::COMMAND_POOL_SIZE).map(|_| ()),
-                    crate::topology(delays),
-                    broker,
-                )
-                .await
+
+    fn openapi() -> anyhow::Result<utoipa::openapi::OpenApi> {
+        startup::openapi()
+    }
+
+    async fn serve(config: Config) -> anyhow::Result<()> {
+        let application = Application::build(config).await?;
+        tracing::info!(port = application.port(), "auth listening");
+        application.run_until_stopped().await
+    }
+
+    async fn migrate(config: Config) -> anyhow::Result<()> {
+        let delays = config.retry_delays()?;
+        let broker = startup::broker(&config);
+        bus::migrate_and_declare(
+            move || startup::migrate(&config, platform::db::COMMAND_POOL_SIZE).map(|_| ()),
+            crate::topology(delays),
+            broker,
+        )
+        .await
+    }
+
+    async fn command(config: Config, args: &[String]) -> Option<anyhow::Result<()>> {
+        Some(match args.first().map(String::as_str)? {
+            "create-admin" => create_admin_command(config, &args[1..]).await,
+            "rotate-keys" if args.len() == 1 => {
+                match tokio::task::spawn_blocking(move || rotate_keys(&config)).await {
+                    Ok(outcome) => outcome,
+                    Err(err) => Err(err.into()),
+                }
             }
-            Err(err) => Err(err.into()),
-        },
-        "create-admin" => match admin_arguments(&args[1..]) {
-            Ok((email, name)) => match tokio::task::spawn_blocking(read_password).await {
-                Ok(Ok(password)) => create_admin(config, email.clone(), name, password)
-                    .await
-                    .map(|id| println!("created admin {id} ({email})")),
-                Ok(Err(err)) => Err(err),
-                Err(err) => Err(err.into()),
-            },
-            Err(message) => Err(anyhow::anyhow!("{message}\n{USAGE}")),
-        },
-        "rotate-keys" => blocking(move || rotate_keys(&config)).await,
-        other => Err(anyhow::anyhow!("unknown command `{other}`\n{USAGE}")),
-    };
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("auth: {err:#}");
-            ExitCode::FAILURE
-        }
+            _ => return None,
+        })
     }
 }
 
-async fn blocking<F>(work: F) -> anyhow::Result<()>
-where
-    F: FnOnce() -> anyhow::Result<()> + Send + 'static,
-{
-    tokio::task::spawn_blocking(work).await?
-}
-
-async fn serve(config: Config) -> anyhow::Result<()> {
-    let application = Application::build(config).await?;
-    tracing::info!(port = application.port(), "auth listening");
-    application.run_until_stopped().await
+async fn create_admin_command(config: Config, args: &[String]) -> anyhow::Result<()> {
+    let (email, name) = admin_arguments(args).map_err(|message| anyhow::anyhow!("{message}"))?;
+    let password = tokio::task::spawn_blocking(read_password).await??;
+    let id = create_admin(config, email.clone(), name, password).await?;
+    println!("created admin {id} ({email})");
+    Ok(())
 }
 
 fn admin_arguments(args: &[String]) -> Result<(Email, DisplayName), String> {

@@ -16,7 +16,7 @@
 //! | `SESSION_ABSOLUTE_TIMEOUT_SECS` | `2592000` (30 days) | session ends this long after login |
 //! | `COOKIE_SECURE` | `true` | `Secure` attribute on the refresh cookie |
 //! | `ALLOWED_ORIGINS` | empty | comma-separated origins, besides the service's own, allowed to call `/refresh` and `/logout` |
-//! | `TRUST_FORWARDED_FOR` | `false` | take the client IP from `X-Forwarded-For` (only behind a proxy that sets it) |
+//! | `TRUSTED_PROXIES` | empty | comma-separated addresses or networks of the gateway: from these peers the client IP is taken from `X-Forwarded-For`; from any other peer the header is ignored |
 //! | `LOGIN_MAX_FAILURES` | `5` | failed logins per account per window before 429 |
 //! | `LOGIN_IP_MAX_FAILURES` | `50` | failed logins per client IP per window before 429 |
 //! | `LOGIN_THROTTLE_WINDOW_SECS` | `900` | throttle window |
@@ -30,10 +30,15 @@
 
 use platform::config::{require_range, require_scheme};
 use platform::config::{Common, ServiceConfig};
+use platform::http::respond::TrustedProxies;
 use platform::ConfigError;
 use secrecy::SecretString;
 use serde::Deserialize;
 use std::time::Duration;
+
+fn trusted_proxies<'de, D: serde::Deserializer<'de>>(d: D) -> Result<TrustedProxies, D::Error> {
+    platform::config::parse_setting(d, "TRUSTED_PROXIES")
+}
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
@@ -56,8 +61,11 @@ pub struct Config {
     pub cookie_secure: bool,
     #[serde(default)]
     pub allowed_origins: String,
+    #[serde(default, deserialize_with = "trusted_proxies")]
+    pub trusted_proxies: TrustedProxies,
+    /// Replaced by `TRUSTED_PROXIES`; read only to refuse it.
     #[serde(default)]
-    pub trust_forwarded_for: bool,
+    trust_forwarded_for: Option<String>,
     #[serde(default = "defaults::max_failures")]
     pub login_max_failures: u32,
     #[serde(default = "defaults::ip_max_failures")]
@@ -74,11 +82,14 @@ pub struct Config {
     pub key_reload_secs: u64,
 }
 
+/// Where the service listens when `PORT` is not set.
+pub const DEFAULT_PORT: u16 = 8001;
+
 mod defaults {
     use secrecy::SecretString;
 
     pub fn port() -> u16 {
-        8001
+        super::DEFAULT_PORT
     }
     pub fn database_url() -> SecretString {
         "postgres://postgres@127.0.0.1:5432/auth".into()
@@ -179,6 +190,12 @@ impl Config {
         require_range("ARGON2_ITERATIONS", self.argon2_iterations, 1, 100)?;
         require_range("ARGON2_PARALLELISM", self.argon2_parallelism, 1, 64)?;
         require_range("KEY_RELOAD_SECS", self.key_reload_secs, 1, 3600)?;
+        if self.trust_forwarded_for.is_some() {
+            return Err(ConfigError::new(
+                "TRUST_FORWARDED_FOR",
+                "is no longer read: set TRUSTED_PROXIES to the gateway's addresses (e.g. 10.201.0.0/16)",
+            ));
+        }
         if self.jwt_issuer.trim().is_empty() {
             return Err(ConfigError::new("JWT_ISSUER", "must not be empty"));
         }

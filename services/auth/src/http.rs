@@ -97,10 +97,10 @@ pub fn client(state: &AppState, req: &HttpRequest) -> Client {
     }
 }
 
-/// The caller's address (`TRUST_FORWARDED_FOR` decides whether a proxy's
+/// The caller's address (`TRUSTED_PROXIES` decides whose
 /// `X-Forwarded-For` counts).
 pub fn client_ip(state: &AppState, req: &HttpRequest) -> String {
-    platform::http::respond::client_ip(req, state.config.trust_forwarded_for)
+    platform::http::respond::client_ip(req, &state.config.trusted_proxies)
 }
 
 /// Refuses a cross-site request to a cookie-authenticated route: an `Origin`

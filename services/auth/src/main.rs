@@ -2,5 +2,5 @@ use std::process::ExitCode;
 
 #[actix_web::main]
 async fn main() -> ExitCode {
-    auth::cli::main().await
+    platform::cli::main::<auth::cli::Auth>().await
 }

@@ -71,11 +71,14 @@ pub struct Config {
     pub replica_expiry_secs: u64,
 }
 
+/// Where the service listens when `PORT` is not set.
+pub const DEFAULT_PORT: u16 = 8003;
+
 mod defaults {
     use secrecy::SecretString;
 
     pub fn port() -> u16 {
-        8003
+        super::DEFAULT_PORT
     }
     pub fn database_url() -> SecretString {
         "postgres://postgres@127.0.0.1:5432/chat".into()

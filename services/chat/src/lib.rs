@@ -4,6 +4,7 @@
 //! assignment of rooms to online staff, and staff presence.
 
 pub mod assignment;
+pub mod cli;
 pub mod config;
 pub mod conversation;
 pub mod directory;

@@ -50,6 +50,9 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
 }
 
+/// Where the service listens when `PORT` is not set.
+pub const DEFAULT_PORT: u16 = 9000;
+
 mod defaults {
     use secrecy::SecretString;
     use uuid::Uuid;
@@ -71,7 +74,7 @@ mod defaults {
         "0.0.0.0".into()
     }
     pub fn port() -> u16 {
-        9000
+        super::DEFAULT_PORT
     }
     /// The same default as every other service's (`platform::config::Common`).
     pub fn shutdown_grace() -> u64 {
@@ -103,6 +106,7 @@ impl Config {
     where
         I: IntoIterator<Item = (String, String)>,
     {
+        let vars = platform::config::resolve_secrets(vars)?;
         let config: Self = platform::config::from_iter(vars)?;
         config.check()?;
         Ok(config)

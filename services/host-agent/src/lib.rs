@@ -6,6 +6,7 @@
 //! knows lives in memory, and a restarted agent is a new instance.
 
 pub mod agent;
+pub mod cli;
 pub mod config;
 pub mod load;
 pub mod metrics;

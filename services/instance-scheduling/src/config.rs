@@ -79,11 +79,14 @@ pub struct Config {
     pub scaling_regions: String,
 }
 
+/// Where the service listens when `PORT` is not set.
+pub const DEFAULT_PORT: u16 = 8004;
+
 mod defaults {
     use secrecy::SecretString;
 
     pub fn port() -> u16 {
-        8004
+        super::DEFAULT_PORT
     }
     pub fn database_url() -> SecretString {
         "postgres://postgres@127.0.0.1:5432/scheduling".into()

@@ -6,6 +6,7 @@
 //! heartbeats.
 
 pub mod allocation;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod events;

@@ -104,11 +104,14 @@ pub struct Provisioning {
     pub registration_secret: SecretString,
 }
 
+/// Where the service listens when `PORT` is not set.
+pub const DEFAULT_PORT: u16 = 8005;
+
 mod defaults {
     use secrecy::SecretString;
 
     pub fn port() -> u16 {
-        8005
+        super::DEFAULT_PORT
     }
     pub fn database_url() -> SecretString {
         "postgres://postgres@127.0.0.1:5432/worker".into()

@@ -1,6 +1,7 @@
 //! The worker: consumes the job queues `email` and `provisioning`, one
 //! handler each, registered in `startup.rs`.
 
+pub mod cli;
 pub mod config;
 pub mod email;
 pub mod provisioning;

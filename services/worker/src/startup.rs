@@ -29,6 +29,11 @@ pub const DOCS: ApiDocs = ApiDocs {
 /// The worker's routes live under this prefix.
 pub const PREFIX: &str = "/api/worker";
 
+/// The worker's API document, as it serves it at `/api/worker/openapi.json`.
+pub fn openapi() -> anyhow::Result<utoipa::openapi::OpenApi> {
+    Ok(server::openapi(PREFIX, DOCS, |_| {})?)
+}
+
 pub struct Application(Running);
 
 /// Creates the database if needed, applies migrations and returns a pool
