@@ -330,6 +330,76 @@ pub async fn assert_unavailable(response: reqwest::Response, what: &str) {
     );
 }
 
+/// `binary openapi` prints the document committed as `docs/openapi/<name>.json`
+/// (what the deploy checks read each service's routes from, without a
+/// build). `UPDATE_OPENAPI=1` writes it instead.
+pub fn openapi_is_committed(binary: &str, manifest_dir: &str, name: &str) {
+    let output = match Command::new(binary).arg("openapi").env_clear().output() {
+        Ok(output) => output,
+        Err(err) => panic!("cannot run {binary}: {err}"),
+    };
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed = String::from_utf8_lossy(&output.stdout).to_string();
+    let document: serde_json::Value = match serde_json::from_str(&printed) {
+        Ok(document) => document,
+        Err(err) => panic!("`{binary} openapi` printed no JSON: {err}"),
+    };
+    assert!(document["paths"].as_object().is_some_and(|p| !p.is_empty()));
+    let committed = Path::new(manifest_dir).join(format!("../../docs/openapi/{name}.json"));
+    if std::env::var("UPDATE_OPENAPI").is_ok_and(|v| v == "1") {
+        if let Err(err) = std::fs::write(&committed, &printed) {
+            panic!("cannot write {}: {err}", committed.display());
+        }
+    }
+    let on_disk = std::fs::read_to_string(&committed).unwrap_or_default();
+    assert!(
+        on_disk == printed,
+        "{} differs from `{name} openapi`: run UPDATE_OPENAPI=1 cargo test -p {name} openapi",
+        committed.display()
+    );
+}
+
+/// `binary healthcheck` exits 0 against the service at `url`
+/// (`http://127.0.0.1:<port>`) and 1, with a line saying why, when nothing
+/// listens.
+pub fn healthcheck_command_reports(binary: &str, url: &str) {
+    let port: u16 = match url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+    {
+        Some(port) => port,
+        None => panic!("no port in {url}"),
+    };
+    let run = |port: u16| match Command::new(binary)
+        .arg("healthcheck")
+        .env_clear()
+        .env("PORT", port.to_string())
+        .output()
+    {
+        Ok(output) => output,
+        Err(err) => panic!("cannot run {binary}: {err}"),
+    };
+    let up = run(port);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let closed = match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
+        Ok(address) => address.port(),
+        Err(err) => panic!("no free port: {err}"),
+    };
+    let down = run(closed);
+    assert_eq!(down.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&down.stderr);
+    assert!(stderr.contains("cannot connect"), "{stderr}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::env_example_settings;

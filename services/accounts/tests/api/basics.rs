@@ -5,6 +5,10 @@ async fn health_docs_and_metrics() {
     let platform = spawn().await;
     testkit::checks::serves_platform_routes(&platform.accounts_url, "/api/accounts", "accounts")
         .await;
+    testkit::checks::healthcheck_command_reports(
+        env!("CARGO_BIN_EXE_accounts"),
+        &platform.accounts_url,
+    );
 }
 
 #[test]
@@ -58,4 +62,13 @@ async fn migrate_declares_the_services_queues() {
     assert!(stdout.contains("broker topology declared"), "{stdout}");
     let queue = bus.names().physical(accounts::consumers::QUEUE);
     assert!(bus.queue_exists(&queue).await, "{queue} is missing");
+}
+
+#[test]
+fn the_committed_api_document_is_the_served_one() {
+    testkit::checks::openapi_is_committed(
+        env!("CARGO_BIN_EXE_accounts"),
+        env!("CARGO_MANIFEST_DIR"),
+        "accounts",
+    );
 }

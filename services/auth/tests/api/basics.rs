@@ -5,6 +5,7 @@ use std::process::Command;
 async fn health_readiness_metrics_and_docs() {
     let app = spawn_app().await;
     testkit::checks::serves_platform_routes(&app.address, "/api/auth", "auth").await;
+    testkit::checks::healthcheck_command_reports(env!("CARGO_BIN_EXE_auth"), &app.address);
 }
 
 #[tokio::test]
@@ -314,4 +315,13 @@ async fn a_visitor_needs_no_body() {
         .await
         .unwrap();
     assert_eq!(problem(form).await.0, 415);
+}
+
+#[test]
+fn the_committed_api_document_is_the_served_one() {
+    testkit::checks::openapi_is_committed(
+        env!("CARGO_BIN_EXE_auth"),
+        env!("CARGO_MANIFEST_DIR"),
+        "auth",
+    );
 }

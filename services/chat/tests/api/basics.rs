@@ -4,6 +4,7 @@ use crate::helpers::*;
 async fn health_docs_and_metrics() {
     let chat = start().await;
     testkit::checks::serves_platform_routes(&chat.replicas[0].url, "/api/chat", "chat").await;
+    testkit::checks::healthcheck_command_reports(env!("CARGO_BIN_EXE_chat"), &chat.replicas[0].url);
     let metrics = chat
         .client
         .get(format!("{}/metrics", chat.replicas[0].url))
@@ -54,4 +55,13 @@ fn bad_configuration_stops_with_one_line_naming_the_variable() {
     ] {
         testkit::checks::bad_setting_is_one_line(env!("CARGO_BIN_EXE_chat"), variable, value);
     }
+}
+
+#[test]
+fn the_committed_api_document_is_the_served_one() {
+    testkit::checks::openapi_is_committed(
+        env!("CARGO_BIN_EXE_chat"),
+        env!("CARGO_MANIFEST_DIR"),
+        "chat",
+    );
 }

@@ -9,6 +9,15 @@ fn env_example_lists_every_variable() {
 }
 
 #[test]
+fn the_committed_api_document_is_the_served_one() {
+    testkit::checks::openapi_is_committed(
+        env!("CARGO_BIN_EXE_host-agent"),
+        env!("CARGO_MANIFEST_DIR"),
+        "host-agent",
+    );
+}
+
+#[test]
 fn the_api_document_has_the_client_routes_at_the_root() {
     let api = host_agent::startup::openapi().unwrap();
     let paths: Vec<&String> = api.paths.paths.keys().collect();
@@ -31,6 +40,7 @@ async fn registers_admits_each_token_once_reports_sessions_and_terminates() {
     let scheduler = FakeScheduler::start().await;
     let agent = start_agent(&scheduler.url, SECRET).await;
     testkit::wait_until_ready(&agent.client, &format!("{}/readyz", agent.url)).await;
+    testkit::checks::healthcheck_command_reports(env!("CARGO_BIN_EXE_host-agent"), &agent.url);
 
     let registration = scheduler.record.lock().unwrap().registrations[0].clone();
     assert_eq!(registration["region"], "local");

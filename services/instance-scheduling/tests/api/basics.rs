@@ -9,6 +9,10 @@ async fn health_docs_and_metrics() {
         "instance-scheduling",
     )
     .await;
+    testkit::checks::healthcheck_command_reports(
+        env!("CARGO_BIN_EXE_instance-scheduling"),
+        &scheduler.replicas[0].url,
+    );
     let metrics = scheduler
         .client
         .get(format!("{}/metrics", scheduler.replicas[0].url))
@@ -74,4 +78,13 @@ fn bad_configuration_stops_with_one_line_naming_the_variable() {
             value,
         );
     }
+}
+
+#[test]
+fn the_committed_api_document_is_the_served_one() {
+    testkit::checks::openapi_is_committed(
+        env!("CARGO_BIN_EXE_instance-scheduling"),
+        env!("CARGO_MANIFEST_DIR"),
+        "instance-scheduling",
+    );
 }

@@ -4,6 +4,7 @@ use crate::helpers::*;
 async fn health_and_metrics() {
     let sink = testkit::SmtpSink::start().await.unwrap();
     let worker = smtp_worker(&sink).await;
+    testkit::checks::healthcheck_command_reports(env!("CARGO_BIN_EXE_worker"), &worker.address);
     let ready: serde_json::Value = reqwest::get(format!("{}/api/worker/readyz", worker.address))
         .await
         .unwrap()
@@ -74,4 +75,13 @@ async fn serves_and_documents_its_operational_routes() {
     let worker = smtp_worker(&sink).await;
     testkit::checks::serves_platform_routes(&worker.address, worker::startup::PREFIX, "worker")
         .await;
+}
+
+#[test]
+fn the_committed_api_document_is_the_served_one() {
+    testkit::checks::openapi_is_committed(
+        env!("CARGO_BIN_EXE_worker"),
+        env!("CARGO_MANIFEST_DIR"),
+        "worker",
+    );
 }
