@@ -70,6 +70,14 @@ pub async fn spawn() -> Platform {
 }
 
 pub async fn spawn_with(adjust: impl FnOnce(&mut accounts::config::Config)) -> Platform {
+    spawn_configured(|_| {}, adjust).await
+}
+
+/// auth and accounts, each configuration adjusted before it starts.
+pub async fn spawn_configured(
+    adjust_auth: impl FnOnce(&mut auth::config::Config),
+    adjust: impl FnOnce(&mut accounts::config::Config),
+) -> Platform {
     platform::telemetry::init_for_tests("accounts");
     let bus = TestBus::new();
     let delays = vec![Duration::from_millis(50), Duration::from_millis(100)];
@@ -87,6 +95,7 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut accounts::config::Config)) -> P
     auth_config.argon2_iterations = 1;
     auth_config.cookie_secure = false;
     auth_config.common.retry_delays_ms = "50,100".into();
+    adjust_auth(&mut auth_config);
     let auth_app = auth::startup::Application::build(auth_config.clone())
         .await
         .unwrap();
@@ -400,6 +409,12 @@ impl Platform {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 
+    /// Takes a job from the `email` queue of this platform's AMQP names,
+    /// with its headers.
+    pub async fn take_email_job(&self) -> Option<testkit::amqp::Received> {
+        self._bus.take("email", Duration::from_secs(10)).await
+    }
+
     /// Takes a job from the `email` queue of this platform's AMQP names.
     pub async fn take_email(&self) -> Option<Value> {
         self._bus
@@ -463,4 +478,116 @@ pub async fn file_worker(bus: &TestBus) -> (actix_web::dev::ServerHandle, TestDa
     let server = app.server_handle();
     tokio::spawn(app.run_until_stopped());
     (server, db, outbox)
+}
+
+/// The real Traefik, started by `scripts/gateway.sh` with the project's
+/// local configuration (traefik/local) in front of this test's services.
+/// Stopped when dropped.
+pub struct Gateway {
+    /// Where clients connect: `http://127.0.0.1:<port>`.
+    pub url: String,
+    /// Traefik's API (routers, middlewares, services) and ping.
+    pub api_url: String,
+    process: tokio::process::Child,
+    state: std::path::PathBuf,
+}
+
+/// The services a gateway routes to, by their base URLs.
+#[derive(Default)]
+pub struct Upstreams {
+    pub auth: Option<String>,
+    pub accounts: Option<String>,
+    pub chat: Option<String>,
+    pub scheduling: Option<String>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}
+
+impl Gateway {
+    pub async fn start(upstreams: Upstreams) -> Gateway {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let state = std::env::temp_dir().join(format!("e2e-gateway-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&state).unwrap();
+        let log = std::fs::File::create(state.join("traefik.log")).unwrap();
+        let (port, api_port) = (free_port(), free_port());
+        let mut command = tokio::process::Command::new(root.join("scripts/gateway.sh"));
+        command
+            .env("GATEWAY_PORT", port.to_string())
+            .env("GATEWAY_API_PORT", api_port.to_string())
+            .env("GATEWAY_STATE_DIR", &state)
+            .env("GATEWAY_LOG_LEVEL", "INFO")
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .kill_on_drop(true);
+        // An upstream left out points at a port where nothing listens.
+        let closed = format!("http://127.0.0.1:{}", free_port());
+        for (variable, url) in [
+            ("AUTH_UPSTREAM", &upstreams.auth),
+            ("ACCOUNTS_UPSTREAM", &upstreams.accounts),
+            ("CHAT_UPSTREAM", &upstreams.chat),
+            ("SCHEDULING_UPSTREAM", &upstreams.scheduling),
+        ] {
+            command.env(variable, url.as_deref().unwrap_or(&closed));
+        }
+        let process = command
+            .spawn()
+            .expect("scripts/gateway.sh (run scripts/bootstrap.sh)");
+        let gateway = Gateway {
+            url: format!("http://127.0.0.1:{port}"),
+            api_url: format!("http://127.0.0.1:{api_port}"),
+            process,
+            state,
+        };
+        gateway.wait_for_routes().await;
+        gateway
+    }
+
+    /// Until Traefik answers its ping and has loaded the four routers.
+    async fn wait_for_routes(&self) {
+        let client = reqwest::Client::new();
+        let loaded = testkit::eventually(Duration::from_secs(20), || async {
+            let routers: Value = client
+                .get(format!("{}/api/http/routers", self.api_url))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let enabled = routers
+                .as_array()?
+                .iter()
+                .filter(|r| r["provider"] == "file" && r["status"] == "enabled")
+                .count();
+            (enabled == 4).then_some(())
+        })
+        .await;
+        assert!(
+            loaded.is_some(),
+            "Traefik did not load the routes: {}",
+            self.log()
+        );
+    }
+
+    /// What Traefik wrote so far (its own log and the access log).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.state.join("traefik.log")).unwrap_or_default()
+    }
+
+    pub fn api(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.process.start_kill();
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
 }

@@ -9,4 +9,5 @@ mod helpers;
 mod auth_and_accounts;
 mod auth_and_chat;
 mod auth_and_worker;
+mod gateway;
 mod scheduling_fleet;
