@@ -175,7 +175,7 @@ echo "== 10,000 events: outbox -> relay -> RabbitMQ -> consumer"
 drop_db bench_outbox
 for mode in burst prefill "paced --rate 1000" "paced --rate 2500"; do
   drop_db bench_outbox
-  $loadgen outbox --db "$PG/bench_outbox?sslmode=disable" --events 10000 --writers 8 --mode $mode | record
+  $loadgen outbox --db "$PG/bench_outbox?sslmode=disable" --events 10000 --writers 8 --mode "$mode" | record
 done
 drop_db bench_outbox
 

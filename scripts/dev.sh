@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Runs the platform on this machine: bootstrap, build, start every service
-# with working defaults, one log stream prefixed by service. Ctrl-C stops all.
+# with working defaults and the real Traefik in front of them on
+# http://localhost:${GATEWAY_PORT:-8000} (its dashboard on
+# ${GATEWAY_API_PORT:-8080}), one log stream prefixed by service. Ctrl-C
+# stops all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/bootstrap.sh
 
 # .env overrides the defaults (see .env.example).
+# shellcheck source=/dev/null
 if [ -f .env ]; then set -a; . ./.env; set +a; fi
 # One .env feeds every service: a port or database there would be everyone's.
 for variable in PORT DATABASE_URL; do
@@ -23,6 +27,10 @@ export RUST_LOG=${RUST_LOG:-info}
 export REGISTRATION_SECRET=${REGISTRATION_SECRET:-dev-registration-secret-not-for-production}
 # One local region the scheduler keeps with 2 free slots: the worker
 # launches its host agents (ports 9100-9199).
+# The gateway connects from 127.0.0.1: auth takes the client's address
+# from its X-Forwarded-For, and from nobody else's.
+export TRUSTED_PROXIES=${TRUSTED_PROXIES:-127.0.0.1}
+export GATEWAY_PORT=${GATEWAY_PORT:-8000}
 export SCALING_REGIONS=${SCALING_REGIONS:-'{"local":{"buffer":2,"min_instances":1,"max_instances":4,"capacity":4}}'}
 
 services=(auth accounts chat instance-scheduling worker)
@@ -54,10 +62,15 @@ for service in "${services[@]}"; do
   "target/debug/$service" > >(sed -u "s/^/[$service] /") 2>&1 &
   pids+=($!)
 done
+scripts/gateway.sh > >(sed -u "s/^/[gateway] /") 2>&1 &
+pids+=($!)
 
-echo "auth:      http://localhost:8001/api/auth/docs"
-echo "accounts:  http://localhost:8002/api/accounts/docs"
-echo "chat:      http://localhost:8003/api/chat/docs (WebSocket ws://localhost:8003/api/chat/ws)"
-echo "scheduling: http://localhost:8004/api/scheduling/docs (host agents on 9100-9199, launched by the worker)"
-echo "worker:    emails land in var/mail/*.eml (EMAIL_TRANSPORT=smtp to send)"
+gateway="http://localhost:$GATEWAY_PORT"
+echo "gateway:    $gateway (Traefik; dashboard http://127.0.0.1:${GATEWAY_API_PORT:-8080}/dashboard/)"
+echo "auth:       $gateway/api/auth/docs"
+echo "accounts:   $gateway/api/accounts/docs"
+echo "chat:       $gateway/api/chat/docs (WebSocket ws://localhost:$GATEWAY_PORT/api/chat/ws)"
+echo "scheduling: $gateway/api/scheduling/docs (host agents on 9100-9199, launched by the worker)"
+echo "services:   directly on 8001-8005 too (/metrics there; the gateway does not route it)"
+echo "worker:     emails land in var/mail/*.eml (EMAIL_TRANSPORT=smtp to send)"
 wait

@@ -31,6 +31,7 @@ sed -e "s|\${GATEWAY_ADDRESS}|127.0.0.1:$GATEWAY_PORT|" \
     -e "s|\${TRAEFIK_DIR}|$root/traefik|" \
     -e "s|\${GATEWAY_LOG_LEVEL}|$GATEWAY_LOG_LEVEL|" \
     "$root/traefik/local/traefik.yml" > "$static"
+# shellcheck disable=SC2016 # a literal ${NAME}, the placeholders' form
 if grep -q '${[A-Z_]*}' "$static"; then
   echo "gateway.sh: traefik/local/traefik.yml has a placeholder this script does not fill" >&2
   exit 1

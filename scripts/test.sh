@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole check: what CI runs (.ci/run) and what a developer runs before
 # pushing. Bootstrap, formatting, lints, every test against real PostgreSQL
-# and RabbitMQ, the schema drift check.
+# and RabbitMQ (and the real Traefik), the schema drift check, the offline
+# checks of the deployment files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -24,6 +25,10 @@ grep -q '^test result: ok\. [1-9]' target/test-output.txt
 
 step "schema drift"
 scripts/check-schema.sh
+
+step "deployment files (offline)"
+scripts/check-deploy.sh
+scripts/test-check-deploy.sh
 
 step "leftovers"
 scripts/sweep-test-resources.sh

@@ -548,7 +548,7 @@ impl Gateway {
         gateway
     }
 
-    /// Until Traefik answers its ping and has loaded the four routers.
+    /// Until Traefik answers its ping and has loaded the five routers.
     async fn wait_for_routes(&self) {
         let client = reqwest::Client::new();
         let loaded = testkit::eventually(Duration::from_secs(20), || async {
@@ -565,7 +565,7 @@ impl Gateway {
                 .iter()
                 .filter(|r| r["provider"] == "file" && r["status"] == "enabled")
                 .count();
-            (enabled == 4).then_some(())
+            (enabled == 5).then_some(())
         })
         .await;
         assert!(
