@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The offline checks of the deployment files (no Docker engine needed):
 #
-#   stack        docker stack config renders docker-compose.yml, and the result
-#                is valid against the compose-spec schema
+#   stack        docker stack config renders docker-compose.yml, the result is
+#                valid against the compose-spec schema, and keeps the stack's
+#                rules (no depends_on, secrets as files, volumes pinned,
+#                health checks, rollback: deploy/check_stack.py rules)
 #   override     Compose v2 merges docker-compose.override.yml over it
 #   gitlab-ci    .gitlab-ci.yml is valid against GitLab CI's schema
 #   dockerfile   hadolint finds nothing in deploy/Dockerfile
@@ -55,7 +57,8 @@ render_stack() {
 
 check_stack() {
   render_stack || return
-  check-jsonschema --builtin-schema vendor.compose-spec "$stack"
+  check-jsonschema --builtin-schema vendor.compose-spec "$stack" || return
+  python3 "$here/deploy/check_stack.py" rules "$root" "$stack"
 }
 
 check_override() {
@@ -84,12 +87,12 @@ check_shell() {
 
 check_labels() {
   render_stack || return
-  python3 "$here/deploy/check_traefik.py" labels "$root" "$stack"
+  python3 "$here/deploy/check_stack.py" labels "$root" "$stack"
 }
 
 check_prefixes() {
   render_stack || return
-  python3 "$here/deploy/check_traefik.py" prefixes "$root" "$stack"
+  python3 "$here/deploy/check_stack.py" prefixes "$root" "$stack"
 }
 
 failed=()

@@ -39,7 +39,7 @@ expect_failure() { # name check dir: the check must fail on the broken copy
     sed 's/^/    /' "$work/$name.log"
     failures=$((failures + 1))
   else
-    echo "ok: $name: check $check caught it: $(grep -v '^---' "$work/$name.log" | grep -m1 -v '^$' | cut -c1-150)"
+    echo "ok: $name: check $check caught it: $(grep -m1 -E 'check_stack|must|not allowed|does not match|DL[0-9]{4}|SC[0-9]{4}|is not valid|error' "$work/$name.log" -A1 | tr -s ' \n' ' ' | cut -c1-200)"
   fi
 }
 
@@ -55,6 +55,23 @@ dir=$(copy stack-schema)
 # docker stack config accepts this; the compose-spec schema does not.
 edit "$dir/docker-compose.yml" "s.replace('  postgres:\n    image:', '  postgres:\n    container_name: \"-\"\n    image:', 1)"
 expect_failure stack-schema stack "$dir"
+
+dir=$(copy rules-depends-on)
+# The short form: docker stack config refuses the long one itself.
+edit "$dir/docker-compose.yml" "s.replace('  accounts:\n    image:', '  accounts:\n    depends_on: [auth]\n    image:', 1)"
+expect_failure rules-depends-on stack "$dir"
+
+dir=$(copy rules-password)
+edit "$dir/docker-compose.yml" "s.replace('AMQP_URL: amqp://platform@rabbitmq', 'AMQP_URL: amqp://platform:hunter2@rabbitmq', 1)"
+expect_failure rules-password stack "$dir"
+
+dir=$(copy rules-unpinned)
+edit "$dir/docker-compose.yml" "s.replace('          - node.labels.\${STACK_NAME:-platform}.traefik-certificates == true\n', '', 1)"
+expect_failure rules-unpinned stack "$dir"
+
+dir=$(copy rules-no-healthcheck)
+edit "$dir/docker-compose.yml" "s.replace('      test: [\"CMD\", \"/usr/local/bin/chat\", \"healthcheck\"]', '      disable: true', 1)"
+expect_failure rules-no-healthcheck stack "$dir"
 
 dir=$(copy override)
 edit "$dir/docker-compose.override.yml" "s.replace('target: auth', 'targett: auth', 1)"

@@ -1,11 +1,16 @@
 #!/usr/bin/env python3
-"""The stack's Traefik labels, checked by the real Traefik and against the
-services' route tables.
+"""The Swarm stack's own rules, and its Traefik labels, checked by the real
+Traefik and against the services' route tables.
 
-    check_traefik.py labels   ROOT STACK_YML   load the labels into Traefik
-    check_traefik.py prefixes ROOT STACK_YML   every router's prefix is served
+    check_stack.py rules    ROOT STACK_YML   what the stack promises ops
+    check_stack.py labels   ROOT STACK_YML   load the labels into Traefik
+    check_stack.py prefixes ROOT STACK_YML   every router's prefix is served
 
-STACK_YML is docker-compose.yml rendered by `docker stack config`. `labels`
+STACK_YML is docker-compose.yml rendered by `docker stack config`. `rules`
+checks what no schema says: no depends_on, passwords only as *_FILE from
+Docker secrets, every named volume pinned to its node label, every service
+health-checked and updated with rollback (start-first unless it owns a
+volume or host ports), RabbitMQ's host name fixed. `labels`
 turns every service's `deploy.labels` into a file-provider configuration (a
 service's `loadbalancer.server.port` becomes a server URL, as the swarm
 provider would make it) and starts Traefik with the production static file,
@@ -36,7 +41,7 @@ LIST_KEYS = {"entrypoints", "middlewares", "excludedcontenttypes", "includedcont
 
 
 def fail(message):
-    print(f"check_traefik: {message}", file=sys.stderr)
+    print(f"check_stack: {message}", file=sys.stderr)
     sys.exit(1)
 
 
@@ -153,7 +158,7 @@ def check_labels(root, stack):
     with open(os.path.join(root, "traefik/traefik.yml")) as f:
         production = yaml.safe_load(f)
     resolvers = set((production.get("certificatesResolvers") or {}).keys())
-    state = tempfile.mkdtemp(prefix="check-traefik-")
+    state = tempfile.mkdtemp(prefix="check-stack-")
     process = None
     try:
         dynamic_dir = os.path.join(state, "dynamic")
@@ -205,7 +210,7 @@ def check_labels(root, stack):
         if problems:
             fail("the stack's labels in the real Traefik:\n  " + "\n  ".join(problems))
         counts = ", ".join(f"{len(names)} {kind}" for kind, names in expected.items())
-        print(f"check_traefik: Traefik loaded the stack's labels: {counts}, all enabled")
+        print(f"check_stack: Traefik loaded the stack's labels: {counts}, all enabled")
     finally:
         if process is not None and process.poll() is None:
             process.terminate()
@@ -276,16 +281,75 @@ def check_prefixes(root, stack):
                 problems.append(f"{binary} serves {route}, which no router leads to")
     if problems:
         fail("routers against the services' route tables:\n  " + "\n  ".join(problems))
-    print(f"check_traefik: {checked} router matchers are routes their services serve; every public service has one")
+    print(f"check_stack: {checked} router matchers are routes their services serve; every public service has one")
+
+
+SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "PRIVATE_KEY")
+
+
+def environment_of(service):
+    environment = service.get("environment") or {}
+    if isinstance(environment, list):
+        environment = dict(item.split("=", 1) if "=" in item else (item, "") for item in environment)
+    return environment
+
+
+def check_rules(stack):
+    stack_name = os.environ.get("STACK_NAME", "")
+    problems = []
+    services = stack.get("services") or {}
+    named_volumes = set((stack.get("volumes") or {}).keys())
+    for name, service in services.items():
+        if "depends_on" in service:
+            problems.append(f"{name}: depends_on: docker stack deploy ignores it, so it promises an order that Swarm does not keep")
+        for variable, value in environment_of(service).items():
+            if any(word in variable.upper() for word in SECRET_WORDS) and not variable.endswith("_FILE"):
+                problems.append(f"{name}: {variable} is given in the stack: pass it as {variable}_FILE from a Docker secret")
+            if variable.endswith("_FILE") and not str(value).startswith("/run/secrets/"):
+                problems.append(f"{name}: {variable}={value} is not a Docker secret (/run/secrets/...)")
+            if re.search(r"://[^/@\s:]+:[^/@\s]+@", str(value)):
+                problems.append(f"{name}: {variable} holds a URL with a password")
+        if not (service.get("healthcheck") or {}).get("test"):
+            problems.append(f"{name}: no healthcheck")
+        deploy = service.get("deploy") or {}
+        update = deploy.get("update_config") or {}
+        if update.get("failure_action") != "rollback":
+            problems.append(f"{name}: deploy.update_config.failure_action is not rollback")
+        if not deploy.get("rollback_config"):
+            problems.append(f"{name}: no deploy.rollback_config")
+        constraints = (deploy.get("placement") or {}).get("constraints") or []
+        owned = []
+        for volume in service.get("volumes") or []:
+            source = volume.get("source") if isinstance(volume, dict) else str(volume).split(":")[0]
+            kind = volume.get("type", "volume") if isinstance(volume, dict) else "volume"
+            if kind == "volume" and source in named_volumes:
+                owned.append(source)
+                label = f"node.labels.{stack_name}.{source} == true"
+                if label not in [c.strip() for c in constraints]:
+                    problems.append(f"{name}: volume {source} is not pinned by the constraint {label}")
+        host_ports = any(isinstance(p, dict) and p.get("mode") == "host" for p in service.get("ports") or [])
+        if not owned and not host_ports and update.get("order") != "start-first":
+            problems.append(f"{name}: stateless, but deploy.update_config.order is not start-first")
+    rabbitmq = [name for name, service in services.items() if "rabbitmq" in str(service.get("image", ""))]
+    for name in rabbitmq:
+        if not services[name].get("hostname"):
+            problems.append(f"{name}: RabbitMQ needs a fixed hostname (its node name, and with it its data)")
+    if not rabbitmq:
+        problems.append("no RabbitMQ service")
+    if problems:
+        fail("the stack:\n  " + "\n  ".join(problems))
+    print(f"check_stack: {len(services)} services: no depends_on, secrets as files, volumes pinned, health-checked, rolled back on failure")
 
 
 def main():
-    if len(sys.argv) != 4 or sys.argv[1] not in ("labels", "prefixes"):
-        fail("usage: check_traefik.py labels|prefixes ROOT STACK_YML")
+    if len(sys.argv) != 4 or sys.argv[1] not in ("rules", "labels", "prefixes"):
+        fail("usage: check_stack.py rules|labels|prefixes ROOT STACK_YML")
     _, command, root, stack_file = sys.argv
     with open(stack_file) as f:
         stack = yaml.safe_load(f)
-    if command == "labels":
+    if command == "rules":
+        check_rules(stack)
+    elif command == "labels":
         check_labels(root, stack)
     else:
         check_prefixes(root, stack)
