@@ -405,3 +405,32 @@ async fn trace_context_and_request_id_pass_through() {
     assert!(logged.is_some(), "{}", gateway.log());
     platform.stop().await;
 }
+
+/// Traefik's entrypoints keep their 60 s read timeout (against slow
+/// request bodies); an upgraded WebSocket must outlive it.
+#[tokio::test]
+async fn a_websocket_outlives_the_gateways_read_timeout() {
+    let (mut platform, gateway) = everything_behind_the_gateway().await;
+    let client = reqwest::Client::new();
+    let visitor: Value = client
+        .post(gateway.api("/api/auth/visitors"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = visitor["access_token"].as_str().unwrap().to_string();
+    let ws_url = gateway.api("/api/chat/ws").replacen("http://", "ws://", 1);
+    let mut ws = WsClient::authed(&ws_url, &token).await;
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(70) {
+        ws.send(json!({"type": "ping"})).await;
+        ws.frame_of("pong").await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+    ws.send(json!({"type": "ping"})).await;
+    ws.frame_of("pong").await;
+    ws.close().await;
+    platform.stop().await;
+}

@@ -126,6 +126,9 @@ async fn launched_agents_serve_clients_and_a_killed_one_is_replaced() {
         replaced.is_some(),
         "a replacement was launched and registered"
     );
+    // The services first, so that nothing launches an agent while the
+    // reaper stops the ones there are.
+    platform.stop().await;
 }
 
 /// Stops the agents the worker launched when the test ends, passed or not:
