@@ -33,6 +33,19 @@ async fn everything_behind_the_gateway() -> (Platform, Gateway) {
     (platform, gateway)
 }
 
+/// A new visitor's access token, asked for through the gateway.
+async fn visitor_token(client: &reqwest::Client, gateway: &Gateway) -> String {
+    let visitor: Value = client
+        .post(gateway.api("/api/auth/visitors"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    visitor["access_token"].as_str().unwrap().to_string()
+}
+
 /// auth and accounts behind the gateway (nothing consumes their jobs, so a
 /// test can take them).
 async fn auth_behind_the_gateway() -> (Platform, Gateway) {
@@ -175,15 +188,7 @@ async fn metrics_and_unprefixed_paths_are_not_routed() {
 async fn the_chat_websocket_upgrades_and_carries_frames_both_ways() {
     let (mut platform, gateway) = everything_behind_the_gateway().await;
     let client = reqwest::Client::new();
-    let visitor: Value = client
-        .post(gateway.api("/api/auth/visitors"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = visitor["access_token"].as_str().unwrap().to_string();
+    let token = visitor_token(&client, &gateway).await;
     let room: Value = testkit::send_with_token(
         &client,
         Method::POST,
@@ -412,15 +417,7 @@ async fn trace_context_and_request_id_pass_through() {
 async fn a_websocket_outlives_the_gateways_read_timeout() {
     let (mut platform, gateway) = everything_behind_the_gateway().await;
     let client = reqwest::Client::new();
-    let visitor: Value = client
-        .post(gateway.api("/api/auth/visitors"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = visitor["access_token"].as_str().unwrap().to_string();
+    let token = visitor_token(&client, &gateway).await;
     let ws_url = gateway.api("/api/chat/ws").replacen("http://", "ws://", 1);
     let mut ws = WsClient::authed(&ws_url, &token).await;
     let started = std::time::Instant::now();
