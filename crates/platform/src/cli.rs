@@ -22,8 +22,8 @@ pub trait Binary {
     const NAME: &'static str;
     /// The commands, one per line, as `--help` prints them.
     const USAGE: &'static str;
-    /// The path `healthcheck` asks for, e.g. `/api/auth/healthz`.
-    const HEALTH_PATH: &'static str;
+    /// Where the service's `healthz` and `readyz` are, e.g. `/api/auth`.
+    const PREFIX: &'static str;
     /// The port the service listens on when `PORT` is not set.
     const DEFAULT_PORT: u16;
 
@@ -116,6 +116,12 @@ fn print_openapi<B: Binary>() -> anyhow::Result<()> {
 /// longer, so a hung service is reported by us, with a reason.
 const HEALTHCHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Healthy means: ready once, alive since. Until the service has answered
+/// `readyz` with 200 it is not healthy, so a release that never reaches
+/// its database or broker fails its rolling update (and is rolled back);
+/// after that, `healthz` decides, so an outage of the database or the
+/// broker, which readiness reports to the gateway, does not make the
+/// orchestrator restart every replica while it lasts.
 fn healthcheck<B: Binary>() -> anyhow::Result<()> {
     let port = match std::env::var("PORT") {
         Ok(raw) if !raw.is_empty() => raw
@@ -127,11 +133,30 @@ fn healthcheck<B: Binary>() -> anyhow::Result<()> {
     };
     let host = std::env::var("HOST").unwrap_or_default();
     let address = probe_address(&host, port)?;
-    let status = http_status(address, B::HEALTH_PATH, HEALTHCHECK_TIMEOUT)?;
+    let marker = std::env::temp_dir().join(format!("{}-{port}.was-ready", B::NAME));
+    healthy(address, B::PREFIX, &marker, HEALTHCHECK_TIMEOUT)
+}
+
+fn healthy(
+    address: SocketAddr,
+    prefix: &str,
+    was_ready: &std::path::Path,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    if !was_ready.exists() {
+        let status = http_status(address, &format!("{prefix}/readyz"), timeout)?;
+        if status != 200 {
+            anyhow::bail!("{prefix}/readyz answered {status} (not ready yet)");
+        }
+        // Best effort: without the mark the next check asks readyz again.
+        let _ = std::fs::write(was_ready, b"");
+        return Ok(());
+    }
+    let status = http_status(address, &format!("{prefix}/healthz"), timeout)?;
     if status == 200 {
         Ok(())
     } else {
-        anyhow::bail!("{} answered {status}", B::HEALTH_PATH)
+        anyhow::bail!("{prefix}/healthz answered {status}")
     }
 }
 
@@ -190,8 +215,8 @@ mod tests {
     use super::*;
     use std::net::TcpListener;
 
-    /// A server that answers one request with `reply`.
-    fn answer_once(reply: &'static str) -> SocketAddr {
+    /// A server that answers one request for `path` with `reply`.
+    fn answer(path: &'static str, reply: &'static str) -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap();
         std::thread::spawn(move || {
@@ -204,10 +229,8 @@ mod tests {
                 request.extend_from_slice(&chunk[..n]);
             }
             let request = String::from_utf8_lossy(&request).to_string();
-            assert!(
-                request.starts_with("GET /api/x/healthz HTTP/1.1\r\n"),
-                "{request}"
-            );
+            let expected = format!("GET {path} HTTP/1.1\r\n");
+            assert!(request.starts_with(&expected), "{request}");
             stream.write_all(reply.as_bytes()).unwrap();
         });
         address
@@ -215,12 +238,15 @@ mod tests {
 
     #[test]
     fn reads_the_status_of_a_real_answer() {
-        let ok = answer_once("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+        let ok = answer(
+            "/api/x/healthz",
+            "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+        );
         assert_eq!(
             http_status(ok, "/api/x/healthz", HEALTHCHECK_TIMEOUT).unwrap(),
             200
         );
-        let down = answer_once("HTTP/1.1 503 Service Unavailable\r\n\r\n");
+        let down = answer("/api/x/healthz", "HTTP/1.1 503 Service Unavailable\r\n\r\n");
         assert_eq!(
             http_status(down, "/api/x/healthz", HEALTHCHECK_TIMEOUT).unwrap(),
             503
@@ -229,7 +255,7 @@ mod tests {
 
     #[test]
     fn garbage_and_silence_are_errors() {
-        let garbage = answer_once("SSH-2.0-OpenSSH\r\n");
+        let garbage = answer("/api/x/healthz", "SSH-2.0-OpenSSH\r\n");
         assert!(http_status(garbage, "/api/x/healthz", HEALTHCHECK_TIMEOUT).is_err());
         // Nobody listens on a port just released.
         let closed = TcpListener::bind("127.0.0.1:0")
@@ -238,6 +264,31 @@ mod tests {
             .unwrap();
         let err = http_status(closed, "/api/x/healthz", HEALTHCHECK_TIMEOUT).unwrap_err();
         assert!(err.to_string().contains("cannot connect"), "{err}");
+    }
+
+    #[test]
+    fn healthy_means_ready_once_then_alive() {
+        let marker =
+            std::env::temp_dir().join(format!("cli-test-{}.was-ready", std::process::id()));
+        let _ = std::fs::remove_file(&marker);
+        let not_ready = answer("/api/x/readyz", "HTTP/1.1 503 Service Unavailable\r\n\r\n");
+        let err = healthy(not_ready, "/api/x", &marker, HEALTHCHECK_TIMEOUT).unwrap_err();
+        assert!(err.to_string().contains("not ready yet"), "{err}");
+        assert!(!marker.exists());
+
+        let ready = answer("/api/x/readyz", "HTTP/1.1 200 OK\r\n\r\n");
+        healthy(ready, "/api/x", &marker, HEALTHCHECK_TIMEOUT).unwrap();
+        assert!(marker.exists());
+
+        // Once ready, only liveness counts: readyz is not asked again.
+        let alive = answer("/api/x/healthz", "HTTP/1.1 200 OK\r\n\r\n");
+        healthy(alive, "/api/x", &marker, HEALTHCHECK_TIMEOUT).unwrap();
+        let dead = answer(
+            "/api/x/healthz",
+            "HTTP/1.1 500 Internal Server Error\r\n\r\n",
+        );
+        assert!(healthy(dead, "/api/x", &marker, HEALTHCHECK_TIMEOUT).is_err());
+        std::fs::remove_file(&marker).unwrap();
     }
 
     #[test]

@@ -363,9 +363,9 @@ pub fn openapi_is_committed(binary: &str, manifest_dir: &str, name: &str) {
     );
 }
 
-/// `binary healthcheck` exits 0 against the service at `url`
-/// (`http://127.0.0.1:<port>`) and 1, with a line saying why, when nothing
-/// listens.
+/// `binary healthcheck` exits 0 against the ready service at `url`
+/// (`http://127.0.0.1:<port>`), leaving its mark that the service has been
+/// ready, and 1, with a line saying why, when nothing listens.
 pub fn healthcheck_command_reports(binary: &str, url: &str) {
     let port: u16 = match url
         .rsplit(':')
@@ -375,10 +375,15 @@ pub fn healthcheck_command_reports(binary: &str, url: &str) {
         Some(port) => port,
         None => panic!("no port in {url}"),
     };
+    let scratch = std::env::temp_dir().join(format!("healthcheck-{}", uuid::Uuid::new_v4()));
+    if let Err(err) = std::fs::create_dir_all(&scratch) {
+        panic!("cannot create {}: {err}", scratch.display());
+    }
     let run = |port: u16| match Command::new(binary)
         .arg("healthcheck")
         .env_clear()
         .env("PORT", port.to_string())
+        .env("TMPDIR", &scratch)
         .output()
     {
         Ok(output) => output,
@@ -390,6 +395,14 @@ pub fn healthcheck_command_reports(binary: &str, url: &str) {
         "{}",
         String::from_utf8_lossy(&up.stderr)
     );
+    let marks = std::fs::read_dir(&scratch).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(marks, 1, "the service's first readiness is remembered");
+    let again = run(port);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
     let closed = match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
         Ok(address) => address.port(),
         Err(err) => panic!("no free port: {err}"),
@@ -398,6 +411,7 @@ pub fn healthcheck_command_reports(binary: &str, url: &str) {
     assert_eq!(down.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&down.stderr);
     assert!(stderr.contains("cannot connect"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&scratch);
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ impl platform::cli::Binary for Auth {
                (prompted for when stdin is a terminal)
   rotate-keys  make a new signing key current; the previous one stays
                published, so tokens it signed keep working until they expire";
-    const HEALTH_PATH: &'static str = "/api/auth/healthz";
+    const PREFIX: &'static str = "/api/auth";
     const DEFAULT_PORT: u16 = crate::config::DEFAULT_PORT;
 
     type Config = Config;

@@ -10,7 +10,7 @@ impl platform::cli::Binary for Chat {
     const NAME: &'static str = crate::SERVICE;
     const USAGE: &'static str = "  serve        run the service (the default)
   migrate      create the database if needed, apply migrations, declare the broker topology";
-    const HEALTH_PATH: &'static str = "/api/chat/healthz";
+    const PREFIX: &'static str = "/api/chat";
     const DEFAULT_PORT: u16 = crate::config::DEFAULT_PORT;
 
     type Config = Config;

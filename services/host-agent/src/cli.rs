@@ -11,7 +11,7 @@ impl platform::cli::Binary for HostAgent {
     const USAGE: &'static str =
         "  serve        run the agent (the default): listen, register with instance-scheduling,
                heartbeat, and admit clients that present a connection token";
-    const HEALTH_PATH: &'static str = "/healthz";
+    const PREFIX: &'static str = "";
     const DEFAULT_PORT: u16 = crate::config::DEFAULT_PORT;
 
     type Config = Config;

@@ -12,7 +12,7 @@ impl platform::cli::Binary for InstanceScheduling {
   migrate      create the database if needed, apply migrations, declare the broker topology
   rotate-keys  make a new connection-token signing key current; the previous one stays
                published, so tokens already handed out still verify";
-    const HEALTH_PATH: &'static str = "/api/scheduling/healthz";
+    const PREFIX: &'static str = "/api/scheduling";
     const DEFAULT_PORT: u16 = crate::config::DEFAULT_PORT;
 
     type Config = Config;

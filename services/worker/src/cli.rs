@@ -14,7 +14,7 @@ impl platform::cli::Binary for Worker {
                the messages parked in QUEUE.dead
   dead-letters requeue --queue QUEUE (--id ID | --all)
                move parked messages back to QUEUE";
-    const HEALTH_PATH: &'static str = "/api/worker/healthz";
+    const PREFIX: &'static str = "/api/worker";
     const DEFAULT_PORT: u16 = crate::config::DEFAULT_PORT;
 
     type Config = Config;
