@@ -100,3 +100,18 @@ if ! tools_current; then
     exit 1
   fi
 fi
+
+# The Docker CLI, for `docker stack config` in the offline checks of the
+# stack (no Docker engine is needed or started).
+if ! command -v docker >/dev/null 2>&1; then
+  if can_install; then
+    apt_install docker-cli 2>/dev/null || apt_install docker.io
+  else
+    say "missing docker (the CLI alone will do): install docker-cli"
+    exit 1
+  fi
+fi
+if ! docker stack config --help >/dev/null 2>&1; then
+  say "this docker CLI has no \`docker stack config\`: install a newer docker-cli (20.10 or later)"
+  exit 1
+fi

@@ -45,7 +45,7 @@ if [ "$(docker info --format '{{.Swarm.ControlAvailable}}')" != true ]; then
 fi
 self=$(docker info --format '{{.Swarm.NodeID}}')
 
-# The public network, shared with Traefik (and other stacks behind it).
+# The public network, where Traefik reaches the services.
 if docker network inspect traefik-public >/dev/null 2>&1; then
   driver=$(docker network inspect traefik-public --format '{{.Driver}}')
   if [ "$driver" != overlay ]; then
@@ -59,7 +59,9 @@ if docker network inspect traefik-public >/dev/null 2>&1; then
   fi
 else
   say "creating the overlay network traefik-public ($PUBLIC_SUBNET)"
-  docker network create --driver overlay --attachable \
+  # Not attachable: only the stack's services join it, and auth believes
+  # X-Forwarded-For from its whole subnet.
+  docker network create --driver overlay \
     --subnet "$PUBLIC_SUBNET" traefik-public >/dev/null
 fi
 
@@ -111,4 +113,10 @@ for secret in $secrets; do
   fi
 done
 
-docker stack deploy -c docker-stack.yml --with-registry-auth --prune "$STACK_NAME"
+if [ -z "${SMTP_URL:-}" ]; then
+  say "warning: SMTP_URL is not set: the worker sends to smtp://smtp:587, which the stack does not have"
+fi
+
+# --detach=false waits until every service has converged (or its update
+# has failed and rolled back), so a failed deploy fails this script.
+docker stack deploy -c docker-stack.yml --with-registry-auth --prune --detach=false "$STACK_NAME"
