@@ -105,7 +105,10 @@ def free_port():
 
 
 def static_configuration(production, dynamic_dir, state_dir):
-    """The production static file, made to run on this machine."""
+    """The production static file, made to run on this machine: only what
+    reaches outside changes (addresses, the Docker socket, the file
+    provider's directory, ACME's server and store, the tracing endpoint),
+    so Traefik parses the rest as production will."""
     providers = production.get("providers") or {}
     swarm = providers.get("swarm")
     if not isinstance(swarm, dict):
@@ -114,33 +117,53 @@ def static_configuration(production, dynamic_dir, state_dir):
         fail("traefik/traefik.yml: providers.swarm.exposedByDefault must be false")
     if "swarmMode" in json.dumps(production):
         fail("traefik/traefik.yml: docker.swarmMode was removed in Traefik v3: use providers.swarm")
-    static = {k: v for k, v in production.items() if k not in ("providers", "tracing", "api", "log")}
-    entry_points = {}
-    for name, entry in (production.get("entryPoints") or {}).items():
-        entry = dict(entry)
+    if "file" not in providers:
+        fail("traefik/traefik.yml: no file provider for the shared middlewares")
+    static = json.loads(json.dumps(production))
+    entry_points = static.get("entryPoints") or {}
+    for entry in entry_points.values():
         entry["address"] = f"127.0.0.1:{free_port()}"
-        entry_points[name] = entry
     api_port = free_port()
-    entry_points["traefik"] = {"address": f"127.0.0.1:{api_port}"}
+    entry_points.setdefault("traefik", {})["address"] = f"127.0.0.1:{api_port}"
     static["entryPoints"] = entry_points
-    static["providers"] = {"file": {"directory": dynamic_dir}}
+    static["providers"]["swarm"]["endpoint"] = f"unix://{state_dir}/no-docker.sock"
+    static["providers"]["file"] = {"directory": dynamic_dir}
+    # The API, to read what Traefik made of the configuration.
     static["api"] = {"insecure": True, "dashboard": False}
-    static["ping"] = {}
-    static["log"] = {"level": "INFO", "noColor": True}
-    resolvers = {}
-    for name, resolver in (production.get("certificatesResolvers") or {}).items():
-        resolver = json.loads(json.dumps(resolver))
+    if "ping" not in static:
+        fail("traefik/traefik.yml: no ping (the container's health check needs it)")
+    for name, resolver in (static.get("certificatesResolvers") or {}).items():
         acme = resolver.get("acme") or {}
         # Kept, so routers that name it find it; it asks nowhere for certificates.
         acme["caServer"] = "https://127.0.0.1:1/directory"
         acme["storage"] = os.path.join(state_dir, f"{name}.json")
-        resolver["acme"] = acme
-        resolvers[name] = resolver
-    static["certificatesResolvers"] = resolvers
+    otlp_http = ((static.get("tracing") or {}).get("otlp") or {}).get("http")
+    if isinstance(otlp_http, dict):
+        otlp_http["endpoint"] = f"http://127.0.0.1:{free_port()}/v1/traces"
     access_log = static.get("accessLog")
     if isinstance(access_log, dict):
         access_log.pop("filePath", None)
+    log = static.setdefault("log", {})
+    log.pop("filePath", None)
     return static, api_port
+
+
+# Errors that come of running production's configuration here, where no
+# Docker socket, ACME server or collector is: anything else is a finding.
+EXPECTED_HERE = ("acme", "swarm", "docker", "otlp", "opentelemetry", "traces export", "127.0.0.1:1/")
+
+
+def errors_in(log):
+    found = []
+    for line in log.splitlines():
+        try:
+            entry = json.loads(line)
+            is_error = str(entry.get("level", "")).lower() in ("error", "fatal", "panic")
+        except ValueError:
+            is_error = " ERR " in line or " FTL " in line
+        if is_error and not any(word in line.lower() for word in EXPECTED_HERE):
+            found.append(line)
+    return found
 
 
 def get_json(url):
@@ -204,9 +227,9 @@ def check_labels(root, stack):
                 resolver = (router.get("tls") or {}).get("certResolver")
                 if resolver and resolver not in resolvers:
                     problems.append(f"router {name} uses the resolver {resolver}, which traefik/traefik.yml does not define")
-        # ACME asks nowhere on purpose; anything else Traefik calls an error is one.
-        errors = [line for line in log.splitlines() if " ERR " in line and "ACME" not in line]
-        problems += [f"Traefik: {line}" for line in errors]
+        if process.poll() is not None:
+            problems.append(f"Traefik exited ({process.returncode}) with the production static file")
+        problems += [f"Traefik: {line}" for line in errors_in(log)]
         if problems:
             fail("the stack's labels in the real Traefik:\n  " + "\n  ".join(problems))
         counts = ", ".join(f"{len(names)} {kind}" for kind, names in expected.items())
@@ -269,8 +292,13 @@ def check_prefixes(root, stack):
         own = matchers.get(binary, [])
         if public and not own:
             problems.append(f"{binary} ({image}) serves a public API but no router leads to it")
+        for key, value in routed.get(binary, {}).items():
+            if key.endswith(".loadbalancer.healthcheck.path") and value not in routes:
+                problems.append(f"{binary}: {key}={value} is no route of {binary}")
         for router, matcher, value in own:
             checked += 1
+            if matcher == "PathPrefix" and not value.endswith("/"):
+                problems.append(f"router {router}: PathPrefix(`{value}`) would also take {value}-something: end it with /")
             if not any(matches(matcher, value, route) for route in routes):
                 problems.append(f"router {router}: {matcher}(`{value}`) is no route of {binary}")
             if matches(matcher, value, "/metrics"):
@@ -284,7 +312,7 @@ def check_prefixes(root, stack):
     print(f"check_stack: {checked} router matchers are routes their services serve; every public service has one")
 
 
-SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "PRIVATE_KEY")
+SECRET_WORDS = ("PASS", "SECRET", "TOKEN", "PRIVATE_KEY")
 
 
 def environment_of(service):
@@ -292,6 +320,37 @@ def environment_of(service):
     if isinstance(environment, list):
         environment = dict(item.split("=", 1) if "=" in item else (item, "") for item in environment)
     return environment
+
+
+def networks_of(service):
+    networks = service.get("networks") or {}
+    return set(networks) if isinstance(networks, (dict, list)) else set()
+
+
+def label_rules(name, service, services):
+    """A routed service: Traefik can reach it on the network its labels name,
+    at the port it listens on."""
+    labels = (service.get("deploy") or {}).get("labels") or {}
+    if isinstance(labels, list):
+        labels = dict(item.split("=", 1) for item in labels)
+    if str(labels.get("traefik.enable", "false")).lower() != "true":
+        return []
+    problems = []
+    network = labels.get("traefik.swarm.network")
+    traefik = [n for n, s in services.items() if str(s.get("image", "")).startswith("traefik")]
+    if not network:
+        problems.append(f"{name}: no traefik.swarm.network label (Traefik would pick any of its networks)")
+    else:
+        if network not in networks_of(service):
+            problems.append(f"{name}: traefik.swarm.network={network}, a network it is not on")
+        for gateway in traefik:
+            if network not in networks_of(services[gateway]):
+                problems.append(f"{name}: traefik.swarm.network={network}, which {gateway} is not on")
+    port = str(environment_of(service).get("PORT", ""))
+    for key, value in labels.items():
+        if key.endswith(".loadbalancer.server.port") and port and str(value) != port:
+            problems.append(f"{name}: {key}={value}, but the service listens on PORT={port}")
+    return problems
 
 
 def check_rules(stack):
@@ -330,6 +389,16 @@ def check_rules(stack):
         host_ports = any(isinstance(p, dict) and p.get("mode") == "host" for p in service.get("ports") or [])
         if not owned and not host_ports and update.get("order") != "start-first":
             problems.append(f"{name}: stateless, but deploy.update_config.order is not start-first")
+        granted = {item.get("source") if isinstance(item, dict) else str(item) for item in service.get("secrets") or []}
+        for variable, value in environment_of(service).items():
+            if variable.endswith("_FILE") and str(value).startswith("/run/secrets/"):
+                secret = str(value)[len("/run/secrets/"):]
+                if secret not in granted:
+                    problems.append(f"{name}: {variable} reads the secret {secret}, which the service is not given")
+        problems += label_rules(name, service, services)
+    for secret, spec in (stack.get("secrets") or {}).items():
+        if not (spec or {}).get("external"):
+            problems.append(f"secret {secret} is not external: the stack's passwords are created on the swarm, never read from a file")
     rabbitmq = [name for name, service in services.items() if "rabbitmq" in str(service.get("image", ""))]
     for name in rabbitmq:
         if not services[name].get("hostname"):

@@ -32,14 +32,21 @@ EOF
 }
 
 failures=0
-expect_failure() { # name check dir: the check must fail on the broken copy
-  local name=$1 check=$2 dir=$3
+# expect_failure name check dir reason: the check must fail on the broken
+# copy, and say why (the extended regular expression `reason`), so that a
+# copy broken in some other way does not count.
+expect_failure() {
+  local name=$1 check=$2 dir=$3 reason=$4
   if "$root/scripts/check-deploy.sh" --root "$dir" "$check" > "$work/$name.log" 2>&1; then
     echo "FAIL: $name: check $check passed a broken copy"
     sed 's/^/    /' "$work/$name.log"
     failures=$((failures + 1))
+  elif ! grep -qE "$reason" "$work/$name.log"; then
+    echo "FAIL: $name: check $check failed, but not for the reason expected ($reason)"
+    sed 's/^/    /' "$work/$name.log"
+    failures=$((failures + 1))
   else
-    echo "ok: $name: check $check caught it: $(grep -m1 -E 'check_stack|must|not allowed|does not match|DL[0-9]{4}|SC[0-9]{4}|is not valid|error' "$work/$name.log" -A1 | tr -s ' \n' ' ' | cut -c1-200)"
+    echo "ok: $name: check $check: $(grep -m1 -E "$reason" "$work/$name.log" | tr -s ' ' | cut -c1-160)"
   fi
 }
 
@@ -49,69 +56,125 @@ echo "--- an unbroken copy passes every check"
 
 dir=$(copy stack-type)
 edit "$dir/docker-compose.yml" "s.replace('replicas: 2', 'replicas: two', 1)"
-expect_failure stack-type stack "$dir"
+expect_failure stack-type stack "$dir" "must be a integer"
 
 dir=$(copy stack-schema)
 # docker stack config accepts this; the compose-spec schema does not.
 edit "$dir/docker-compose.yml" "s.replace('  postgres:\n    image:', '  postgres:\n    container_name: \"-\"\n    image:', 1)"
-expect_failure stack-schema stack "$dir"
+expect_failure stack-schema stack "$dir" "does not match"
 
 dir=$(copy rules-depends-on)
 # The short form: docker stack config refuses the long one itself.
 edit "$dir/docker-compose.yml" "s.replace('  accounts:\n    image:', '  accounts:\n    depends_on: [auth]\n    image:', 1)"
-expect_failure rules-depends-on stack "$dir"
+expect_failure rules-depends-on stack "$dir" "accounts: depends_on"
 
 dir=$(copy rules-password)
 edit "$dir/docker-compose.yml" "s.replace('AMQP_URL: amqp://platform@rabbitmq', 'AMQP_URL: amqp://platform:hunter2@rabbitmq', 1)"
-expect_failure rules-password stack "$dir"
+expect_failure rules-password stack "$dir" "URL with a password"
 
 dir=$(copy rules-unpinned)
 edit "$dir/docker-compose.yml" "s.replace('          - node.labels.\${STACK_NAME:-platform}.traefik-certificates == true\n', '', 1)"
-expect_failure rules-unpinned stack "$dir"
+expect_failure rules-unpinned stack "$dir" "traefik-certificates is not pinned"
 
 dir=$(copy rules-no-healthcheck)
 edit "$dir/docker-compose.yml" "s.replace('      test: [\"CMD\", \"/usr/local/bin/chat\", \"healthcheck\"]', '      disable: true', 1)"
-expect_failure rules-no-healthcheck stack "$dir"
+expect_failure rules-no-healthcheck stack "$dir" "chat: no healthcheck"
 
 dir=$(copy override)
 edit "$dir/docker-compose.override.yml" "s.replace('target: auth', 'targett: auth', 1)"
-expect_failure override override "$dir"
+expect_failure override override "$dir" "targett"
 
 dir=$(copy gitlab-ci)
 edit "$dir/.gitlab-ci.yml" "s.replace('when: manual', 'when: sometimes', 1)"
-expect_failure gitlab-ci gitlab-ci "$dir"
+expect_failure gitlab-ci gitlab-ci "$dir" "when"
 
 dir=$(copy dockerfile)
 edit "$dir/deploy/Dockerfile" "s.replace('FROM debian:bookworm-slim AS runtime', 'FROM debian:latest AS runtime', 1)"
-expect_failure dockerfile dockerfile "$dir"
+expect_failure dockerfile dockerfile "$dir" "DL3007"
 
 dir=$(copy shell)
 edit "$dir/scripts/deploy.sh" "s + '\necho \$1\n'"
-expect_failure shell shell "$dir"
+expect_failure shell shell "$dir" "SC2086"
 
 dir=$(copy labels-typo)
 edit "$dir/docker-compose.yml" "s.replace('auth-ratelimit.ratelimit.average=', 'auth-ratelimit.ratelimit.averag=', 1)"
-expect_failure labels-typo labels "$dir"
+expect_failure labels-typo labels "$dir" "node: averag"
 
 dir=$(copy labels-missing-middleware)
 edit "$dir/docker-compose.yml" "s.replace('accounts.middlewares=rate-limit@file', 'accounts.middlewares=rate-limits@file', 1)"
-expect_failure labels-missing-middleware labels "$dir"
+expect_failure labels-missing-middleware labels "$dir" "rate-limits@file"
 
 dir=$(copy labels-no-port)
 edit "$dir/docker-compose.yml" "s.replace('- traefik.http.services.\${STACK_NAME:-platform}-accounts.loadbalancer.server.port=8002\n', '', 1)"
-expect_failure labels-no-port labels "$dir"
+expect_failure labels-no-port labels "$dir" "no loadbalancer.server.port"
 
 dir=$(copy labels-unprefixed)
 edit "$dir/docker-compose.yml" "s.replace('traefik.http.middlewares.\${STACK_NAME:-platform}-auth-ratelimit', 'traefik.http.middlewares.auth-ratelimit').replace('\${STACK_NAME:-platform}-auth-ratelimit,', 'auth-ratelimit,')"
-expect_failure labels-unprefixed labels "$dir"
+expect_failure labels-unprefixed labels "$dir" "auth-ratelimit is not prefixed"
 
 dir=$(copy prefixes-wrong)
 edit "$dir/docker-compose.yml" "s.replace('PathPrefix(\`/api/auth/\`)', 'PathPrefix(\`/api/authn/\`)', 1)"
-expect_failure prefixes-wrong prefixes "$dir"
+expect_failure prefixes-wrong prefixes "$dir" "/api/authn/.* is no route of auth"
 
 dir=$(copy prefixes-unrouted)
 edit "$dir/docker-compose.yml" "s.replace('- traefik.enable=true\n        - traefik.swarm.network=traefik-public\n        - \"traefik.http.routers.\${STACK_NAME:-platform}-scheduling', '- traefik.swarm.network=traefik-public\n        - \"traefik.http.routers.\${STACK_NAME:-platform}-scheduling', 1)"
-expect_failure prefixes-unrouted prefixes "$dir"
+expect_failure prefixes-unrouted prefixes "$dir" "instance-scheduling .* no router leads to it"
+
+dir=$(copy rules-rollback)
+edit "$dir/docker-compose.yml" "s.replace('failure_action: rollback', 'failure_action: continue', 1)"
+expect_failure rules-rollback stack "$dir" "failure_action is not rollback"
+
+dir=$(copy rules-start-first)
+edit "$dir/docker-compose.yml" "s.replace('order: start-first', 'order: stop-first', 1)"
+expect_failure rules-start-first stack "$dir" "auth: stateless, but .* not start-first"
+
+dir=$(copy rules-hostname)
+edit "$dir/docker-compose.yml" "s.replace('    hostname: rabbitmq\n', '', 1)"
+expect_failure rules-hostname stack "$dir" "needs a fixed hostname"
+
+dir=$(copy rules-file-outside)
+edit "$dir/docker-compose.yml" "s.replace('DATABASE_PASSWORD_FILE: /run/secrets/postgres_password', 'DATABASE_PASSWORD_FILE: /etc/postgres_password', 1)"
+expect_failure rules-file-outside stack "$dir" "is not a Docker secret"
+
+dir=$(copy rules-secret-not-given)
+edit "$dir/docker-compose.yml" "s.replace('      - registration_secret\n', '', 1)"
+expect_failure rules-secret-not-given stack "$dir" "reads the secret registration_secret, which the service is not given"
+
+dir=$(copy rules-secret-from-file)
+edit "$dir/docker-compose.yml" "s.replace('  smtp_password:\n    external: true', '  smtp_password:\n    file: ./deploy/dev-secrets/smtp_password', 1)"
+expect_failure rules-secret-from-file stack "$dir" "secret smtp_password is not external"
+
+dir=$(copy rules-literal-password)
+edit "$dir/docker-compose.yml" "s.replace('      RABBITMQ_DEFAULT_USER: platform\n', '      RABBITMQ_DEFAULT_USER: platform\n      RABBITMQ_DEFAULT_PASS: hunter2\n', 1)"
+expect_failure rules-literal-password stack "$dir" "RABBITMQ_DEFAULT_PASS is given in the stack"
+
+dir=$(copy rules-wrong-port)
+edit "$dir/docker-compose.yml" "s.replace('accounts.loadbalancer.server.port=8002', 'accounts.loadbalancer.server.port=8009', 1)"
+expect_failure rules-wrong-port stack "$dir" "listens on PORT=8002"
+
+dir=$(copy rules-wrong-network)
+edit "$dir/docker-compose.yml" "s.replace('- traefik.swarm.network=traefik-public', '- traefik.swarm.network=traefik-publik', 1)"
+expect_failure rules-wrong-network stack "$dir" "traefik-publik, a network it is not on"
+
+dir=$(copy prefixes-healthcheck-path)
+edit "$dir/docker-compose.yml" "s.replace('healthcheck.path=/api/auth/readyz', 'healthcheck.path=/api/auth/ready', 1)"
+expect_failure prefixes-healthcheck-path prefixes "$dir" "healthcheck.path=/api/auth/ready is no route"
+
+dir=$(copy prefixes-no-slash)
+edit "$dir/docker-compose.yml" "s.replace('PathPrefix(\`/api/auth/\`)', 'PathPrefix(\`/api/auth\`)', 1)"
+expect_failure prefixes-no-slash prefixes "$dir" "end it with /"
+
+dir=$(copy static-typo)
+edit "$dir/traefik/traefik.yml" "s.replace('serviceName: traefik', 'serviceNam: traefik', 1)"
+expect_failure static-typo labels "$dir" "serviceNam"
+
+dir=$(copy static-swarm-mode)
+edit "$dir/traefik/traefik.yml" "s.replace('providers:\n', 'providers:\n  docker:\n    swarmMode: true\n', 1)"
+expect_failure static-swarm-mode labels "$dir" "swarmMode was removed"
+
+dir=$(copy static-exposed)
+edit "$dir/traefik/traefik.yml" "s.replace('exposedByDefault: false', 'exposedByDefault: true', 1)"
+expect_failure static-exposed labels "$dir" "exposedByDefault must be false"
 
 if [ "$failures" != 0 ]; then
   echo "test-check-deploy.sh: $failures check(s) let a broken copy through" >&2
