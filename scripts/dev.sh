@@ -31,6 +31,8 @@ export REGISTRATION_SECRET=${REGISTRATION_SECRET:-dev-registration-secret-not-fo
 # from its X-Forwarded-For, and from nobody else's.
 export TRUSTED_PROXIES=${TRUSTED_PROXIES:-127.0.0.1}
 export GATEWAY_PORT=${GATEWAY_PORT:-8000}
+# Links in emails lead through the gateway.
+export PUBLIC_BASE_URL=${PUBLIC_BASE_URL:-http://localhost:$GATEWAY_PORT}
 export SCALING_REGIONS=${SCALING_REGIONS:-'{"local":{"buffer":2,"min_instances":1,"max_instances":4,"capacity":4}}'}
 
 services=(auth accounts chat instance-scheduling worker)

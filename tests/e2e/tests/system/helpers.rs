@@ -488,12 +488,14 @@ pub struct Gateway {
     pub url: String,
     /// Traefik's API (routers, middlewares, services) and ping.
     pub api_url: String,
+    /// Where it sends each prefix.
+    pub upstreams: Upstreams,
     process: tokio::process::Child,
     state: std::path::PathBuf,
 }
 
 /// The services a gateway routes to, by their base URLs.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Upstreams {
     pub auth: Option<String>,
     pub accounts: Option<String>,
@@ -541,6 +543,7 @@ impl Gateway {
         let gateway = Gateway {
             url: format!("http://127.0.0.1:{port}"),
             api_url: format!("http://127.0.0.1:{api_port}"),
+            upstreams,
             process,
             state,
         };
