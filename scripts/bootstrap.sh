@@ -112,6 +112,6 @@ if ! command -v docker >/dev/null 2>&1; then
   fi
 fi
 if ! docker stack config --help >/dev/null 2>&1; then
-  say "this docker CLI has no \`docker stack config\`: install a newer docker-cli (20.10 or later)"
+  say "this docker CLI has no \`docker stack config\`: install Docker's own docker-ce-cli (download.docker.com)"
   exit 1
 fi
