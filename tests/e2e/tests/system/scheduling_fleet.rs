@@ -34,10 +34,7 @@ async fn active_instances(platform: &Platform, url: &str, admin: &Person) -> Vec
 async fn launched_agents_serve_clients_and_a_killed_one_is_replaced() {
     let mut platform = spawn().await;
     let (url, worker_db) = platform.start_fleet(fast).await;
-    let worker_db = Reaper {
-        db: worker_db,
-        scheduler_url: url.clone(),
-    };
+    let worker_db = Reaper::new(worker_db, &url);
     let admin = platform.admin().await;
     let user = platform.user().await;
 
@@ -131,6 +128,30 @@ async fn launched_agents_serve_clients_and_a_killed_one_is_replaced() {
     platform.stop().await;
 }
 
+/// After this test process is gone (a test that panicked leaves its
+/// services running until then, and they may launch one more agent), a
+/// process of its own stops every agent given `scheduler_url`.
+// Never waited for: it outlives this process on purpose, and init reaps it.
+#[allow(clippy::zombie_processes)]
+fn watch_over_agents(scheduler_url: &str) {
+    let script = format!(
+        "while kill -0 {test} 2>/dev/null; do sleep 1; done; \
+         for environ in /proc/[0-9]*/environ; do \
+           if tr '\\0' '\\n' 2>/dev/null < \"$environ\" | grep -qx 'SCHEDULER_URL={scheduler_url}'; then \
+             pid=${{environ#/proc/}}; kill -TERM \"${{pid%/environ}}\"; \
+           fi; \
+         done",
+        test = std::process::id(),
+    );
+    std::process::Command::new("sh")
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the agents' watchdog");
+}
+
 /// Stops the agents the worker launched when the test ends, passed or not:
 /// they are processes of their own and would outlive it. They are found by
 /// the scheduler they were given (unique to the test), so one launched in
@@ -141,6 +162,14 @@ struct Reaper {
 }
 
 impl Reaper {
+    fn new(db: testkit::TestDatabase, scheduler_url: &str) -> Reaper {
+        watch_over_agents(scheduler_url);
+        Reaper {
+            db,
+            scheduler_url: scheduler_url.to_string(),
+        }
+    }
+
     fn agents(&self) -> Vec<u32> {
         let marker = format!("SCHEDULER_URL={}\0", self.scheduler_url);
         let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -232,10 +261,7 @@ async fn idle_surplus_is_drained_and_terminated_never_a_busy_agent() {
             config.scale_down_cooldown_secs = 0;
         })
         .await;
-    let worker_db = Reaper {
-        db: worker_db,
-        scheduler_url: url.clone(),
-    };
+    let worker_db = Reaper::new(worker_db, &url);
     let admin = platform.admin().await;
     wait_for_active(&platform, &url, &admin, 1).await;
     // Demand grows the fleet: 1 of 2 used leaves 1 free < 2.
