@@ -45,13 +45,19 @@ def fail(message):
     sys.exit(1)
 
 
+def deploy_labels(service):
+    """A service's deploy.labels as a dict, whichever form they were written in."""
+    labels = (service.get("deploy") or {}).get("labels") or {}
+    if isinstance(labels, list):
+        labels = dict(item.split("=", 1) for item in labels)
+    return labels
+
+
 def stack_labels(stack):
     """(compose service, {label: value}) for each service that Traefik routes."""
     routed = []
     for name, service in (stack.get("services") or {}).items():
-        labels = (service.get("deploy") or {}).get("labels") or {}
-        if isinstance(labels, list):
-            labels = dict(item.split("=", 1) for item in labels)
+        labels = deploy_labels(service)
         if "labels" in service and any(k.startswith("traefik.") for k in service["labels"]):
             fail(f"{name}: Traefik labels belong under deploy.labels in a swarm stack, not the container's")
         if str(labels.get("traefik.enable", "false")).lower() == "true":
@@ -330,9 +336,7 @@ def networks_of(service):
 def label_rules(name, service, services):
     """A routed service: Traefik can reach it on the network its labels name,
     at the port it listens on."""
-    labels = (service.get("deploy") or {}).get("labels") or {}
-    if isinstance(labels, list):
-        labels = dict(item.split("=", 1) for item in labels)
+    labels = deploy_labels(service)
     if str(labels.get("traefik.enable", "false")).lower() != "true":
         return []
     problems = []
